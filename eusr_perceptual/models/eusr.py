@@ -22,8 +22,8 @@ from keras import layers, ops
 #: DIV2K RGB mean subtracted at the input and added back at the output (authors' code).
 DIV2K_RGB_MEAN = (114.4, 111.5, 103.0)
 
-KERNEL_INITIALIZER = "glorot_uniform"  # tf.layers.conv2d's default, which the authors used
 BIAS_INITIALIZER = "zeros"
+INITIALIZERS = ("residual", "glorot_uniform", "he_normal")
 
 
 @dataclass(frozen=True)
@@ -37,21 +37,38 @@ class EUSRConfig:
     scale_aware_blocks: int = 2
     scale_aware_kernel: int = 5
     rgb_mean: tuple[float, float, float] = DIV2K_RGB_MEAN
+    #: Kernel initialiser of the first conv and the local residual blocks. The paper does not
+    #: say; "residual" is the authors' code's ``is_init_res``: fan-in variance scaling with
+    #: factor 1e-4 / (shared_blocks + 4 * upscale_blocks * log2(max scale)), so that every
+    #: residual branch starts near zero. With "glorot_uniform" the 32-block model starts with
+    #: outputs around 1e6. Module-closing and output convs are always Glorot (authors' code).
+    initializer: str = "residual"
 
     def __post_init__(self):
         for scale in self.scales:
             if scale < 2 or scale & (scale - 1):
                 raise ValueError(f"EUSR scales must be powers of two >= 2, got {scale}")
+        if self.initializer not in INITIALIZERS:
+            raise ValueError(f"initializer must be one of {INITIALIZERS}, got {self.initializer!r}")
+
+    def branch_initializer(self):
+        """The initialiser of the first conv and of every local residual block's convs."""
+        if self.initializer != "residual":
+            return self.initializer
+        residual_blocks = self.shared_blocks + 4 * self.upscale_blocks * int(math.log2(max(self.scales)))
+        return keras.initializers.VarianceScaling(
+            scale=1e-4 / residual_blocks, mode="fan_in", distribution="truncated_normal"
+        )
 
 
-def _conv(filters: int, kernel: int, name: str, dtype=None) -> layers.Conv2D:
+def _conv(filters: int, kernel: int, name: str, initializer="glorot_uniform", dtype=None) -> layers.Conv2D:
     """A 'same'-padded convolution with bias, stride 1, explicit initialisers."""
     return layers.Conv2D(
         filters,
         kernel,
         padding="same",
         use_bias=True,
-        kernel_initializer=KERNEL_INITIALIZER,
+        kernel_initializer=keras.initializers.get(initializer),
         bias_initializer=BIAS_INITIALIZER,
         name=name,
         dtype=dtype,
@@ -62,11 +79,12 @@ def _conv(filters: int, kernel: int, name: str, dtype=None) -> layers.Conv2D:
 class LocalResidualBlock(layers.Layer):
     """x + conv(relu(conv(x))) (EUSR's local residual block; no normalisation)."""
 
-    def __init__(self, channels: int, kernel: int = 3, **kwargs):
+    def __init__(self, channels: int, kernel: int = 3, initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         self.channels, self.kernel = channels, kernel
-        self.conv_a = _conv(channels, kernel, "conv_a")
-        self.conv_b = _conv(channels, kernel, "conv_b")
+        self.initializer = keras.initializers.get(initializer)
+        self.conv_a = _conv(channels, kernel, "conv_a", self.initializer)
+        self.conv_b = _conv(channels, kernel, "conv_b", self.initializer)
 
     def build(self, input_shape):
         self.conv_a.build(input_shape)
@@ -76,17 +94,21 @@ class LocalResidualBlock(layers.Layer):
         return x + self.conv_b(ops.relu(self.conv_a(x)))
 
     def get_config(self):
-        return {**super().get_config(), "channels": self.channels, "kernel": self.kernel}
+        return {
+            **super().get_config(), "channels": self.channels, "kernel": self.kernel,
+            "initializer": keras.initializers.serialize(self.initializer),
+        }
 
 
 @keras.saving.register_keras_serializable(package="eusr_perceptual")
 class ResidualModule(layers.Layer):
     """``blocks`` local residual blocks, then a 3x3 conv, added to the module's input."""
 
-    def __init__(self, channels: int, blocks: int, **kwargs):
+    def __init__(self, channels: int, blocks: int, initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         self.channels, self.blocks = channels, blocks
-        self.lrbs = [LocalResidualBlock(channels, 3, name=f"lrb_{i}") for i in range(blocks)]
+        self.initializer = keras.initializers.get(initializer)
+        self.lrbs = [LocalResidualBlock(channels, 3, self.initializer, name=f"lrb_{i}") for i in range(blocks)]
         self.conv = _conv(channels, 3, "conv")
 
     def build(self, input_shape):
@@ -101,7 +123,10 @@ class ResidualModule(layers.Layer):
         return x + self.conv(y)
 
     def get_config(self):
-        return {**super().get_config(), "channels": self.channels, "blocks": self.blocks}
+        return {
+            **super().get_config(), "channels": self.channels, "blocks": self.blocks,
+            "initializer": keras.initializers.serialize(self.initializer),
+        }
 
 
 @keras.saving.register_keras_serializable(package="eusr_perceptual")
@@ -109,10 +134,11 @@ class EnhancedUpscalingModule(layers.Layer):
     """Doubles the resolution: 4 residual modules in sequence, their 4 outputs concatenated
     (4 x channels) and rearranged with depth-to-space (block 2) back to ``channels``."""
 
-    def __init__(self, channels: int, blocks: int, **kwargs):
+    def __init__(self, channels: int, blocks: int, initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         self.channels, self.blocks = channels, blocks
-        self.modules_ = [ResidualModule(channels, blocks, name=f"residual_module_{i}") for i in range(4)]
+        self.initializer = keras.initializers.get(initializer)
+        self.modules_ = [ResidualModule(channels, blocks, self.initializer, name=f"residual_module_{i}") for i in range(4)]
 
     def build(self, input_shape):
         for module in self.modules_:
@@ -130,7 +156,10 @@ class EnhancedUpscalingModule(layers.Layer):
         return (b, None if h is None else 2 * h, None if w is None else 2 * w, self.channels)
 
     def get_config(self):
-        return {**super().get_config(), "channels": self.channels, "blocks": self.blocks}
+        return {
+            **super().get_config(), "channels": self.channels, "blocks": self.blocks,
+            "initializer": keras.initializers.serialize(self.initializer),
+        }
 
 
 @keras.saving.register_keras_serializable(package="eusr_perceptual")
@@ -149,19 +178,19 @@ class EUSR(keras.Model):
             config = EUSRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
         super().__init__(**kwargs)
         self.config = config
-        c = config.channels
-        self.first_conv = _conv(c, 3, "first_conv")
-        self.shared_module = ResidualModule(c, config.shared_blocks, name="shared_module")
+        c, init = config.channels, config.branch_initializer()
+        self.first_conv = _conv(c, 3, "first_conv", init)
+        self.shared_module = ResidualModule(c, config.shared_blocks, init, name="shared_module")
         # String keys: TensorFlow checkpoints only track dicts keyed by strings.
         self.scale_aware = {
             f"x{s}": [
-                LocalResidualBlock(c, config.scale_aware_kernel, name=f"x{s}_scale_aware_{i}")
+                LocalResidualBlock(c, config.scale_aware_kernel, init, name=f"x{s}_scale_aware_{i}")
                 for i in range(config.scale_aware_blocks)
             ]
             for s in config.scales
         }
         self.upscalers = {
-            f"x{s}": [EnhancedUpscalingModule(c, config.upscale_blocks, name=f"x{s}_upscale_{i}") for i in range(int(math.log2(s)))]
+            f"x{s}": [EnhancedUpscalingModule(c, config.upscale_blocks, init, name=f"x{s}_upscale_{i}") for i in range(int(math.log2(s)))]
             for s in config.scales
         }
         self.output_convs = {f"x{s}": _conv(3, 3, f"x{s}_output_conv", dtype="float32") for s in config.scales}
