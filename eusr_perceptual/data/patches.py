@@ -1,0 +1,136 @@
+"""Random LR/HR patch batches for training, deterministic per step (4PP-EUSR section 4.1).
+
+The batch of training step ``b`` is a pure function of ``(seed, b)``: its scale, the images,
+the crop positions and the rot90/flip augmentation are drawn from a generator seeded with
+both. A run resumed at step ``b`` therefore sees exactly the batches of the uninterrupted run,
+and every step's scale is known before the step runs (the multi-scale trainer needs that to
+pick the path to train).
+
+LR images are made once per image and scale, with MATLAB-compatible bicubic downscaling of
+the HR image cropped to a multiple of the scale, unless the source ships its own LR (DIV2K's
+``X2``/``X4``/``X8`` folders). Images too small for one patch at the largest scale are
+skipped with a warning and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from eusr_perceptual.data.images import SkipReport
+from eusr_perceptual.data.sources import EmptySourceError, TrainingImage
+from eusr_perceptual.resize import imresize
+
+log = logging.getLogger(__name__)
+
+
+def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
+    """The MATLAB-bicubic LR of ``hr`` after cropping it to a multiple of ``scale`` (uint8)."""
+    height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+    return imresize(hr[:height, :width], 1.0 / scale)
+
+
+def augment_pair(lr: np.ndarray, hr: np.ndarray, rotations: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Applies the same rot90 (``rotations`` quarter turns) and horizontal flip to both."""
+    lr, hr = np.rot90(lr, rotations), np.rot90(hr, rotations)
+    if flip:
+        lr, hr = lr[:, ::-1], hr[:, ::-1]
+    return lr, hr
+
+
+class PatchSampler:
+    """Builds the per-step batches of (LR patch, HR patch) in [0, 255] float32.
+
+    Args:
+        images: the training images (from :func:`~eusr_perceptual.data.sources.load_training_images`).
+        scales: the scales a step may train; each step draws one uniformly.
+        patch_size: LR patch side (48 in the paper); HR patches are ``patch_size * scale``.
+        batch_size: patches per step (16 in the paper).
+        seed: the run's data seed.
+        augment: random rot90 and flips, identical for LR and HR.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[TrainingImage],
+        scales: Sequence[int] = (2, 4, 8),
+        patch_size: int = 48,
+        batch_size: int = 16,
+        seed: int = 0,
+        augment: bool = True,
+        report: SkipReport | None = None,
+        workers: int = 8,
+    ):
+        self.scales = tuple(int(s) for s in scales)
+        self.patch_size, self.batch_size, self.seed, self.augment = patch_size, batch_size, seed, augment
+        report = report if report is not None else SkipReport()
+        needed = patch_size * max(self.scales)
+        usable = []
+        for image in images:
+            if min(image.hr.shape[:2]) < needed:
+                report.skip(image.name, f"{image.hr.shape[1]}x{image.hr.shape[0]} is smaller than one {needed} px HR patch")
+            else:
+                usable.append(image)
+        if not usable:
+            raise EmptySourceError(f"no training image is at least {needed} px on each side ({report.count} skipped)")
+        self.images = usable
+        self.lr = self._make_lr_cache(workers)
+
+    def _make_lr_cache(self, workers: int) -> dict[int, list[np.ndarray]]:
+        """LR images, made once per image and scale (parallel; numpy releases the GIL)."""
+
+        def lr_for(args):
+            image, scale = args
+            return image.lr[scale] if scale in image.lr else make_lr(image.hr, scale)
+
+        jobs = [(image, scale) for scale in self.scales for image in self.images]
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            made = list(pool.map(lr_for, jobs))
+        n = len(self.images)
+        return {scale: made[i * n:(i + 1) * n] for i, scale in enumerate(self.scales)}
+
+    def _rng(self, step: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, int(step)])
+
+    def scale_for_step(self, step: int) -> int:
+        """The scale trained at ``step`` (the first draw of that step's generator)."""
+        return self.scales[self._rng(step).integers(len(self.scales))]
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (LR, HR) float32 batch of ``step``: [B, P, P, 3] and [B, P*s, P*s, 3]."""
+        rng = self._rng(step)
+        scale = self.scales[rng.integers(len(self.scales))]
+        p, hp = self.patch_size, self.patch_size * scale
+        lr_batch = np.empty((self.batch_size, p, p, 3), np.float32)
+        hr_batch = np.empty((self.batch_size, hp, hp, 3), np.float32)
+        for i in range(self.batch_size):
+            index = rng.integers(len(self.images))
+            lr_image, hr_image = self.lr[scale][index], self.images[index].hr
+            y, x = rng.integers(lr_image.shape[0] - p + 1), rng.integers(lr_image.shape[1] - p + 1)
+            lr = lr_image[y:y + p, x:x + p]
+            hr = hr_image[y * scale:y * scale + hp, x * scale:x * scale + hp]
+            if self.augment:
+                lr, hr = augment_pair(lr, hr, int(rng.integers(4)), bool(rng.integers(2)))
+            lr_batch[i], hr_batch[i] = lr, hr
+        return lr_batch, hr_batch
+
+    def dataset(self, start_step: int = 0) -> tf.data.Dataset:
+        """Infinite dataset whose k-th element is the batch of step ``start_step + k``."""
+        p = self.patch_size
+        hr_side = p * self.scales[0] if len(self.scales) == 1 else None
+
+        def fetch(step):
+            lr, hr = tf.numpy_function(self.batch, [step], [tf.float32, tf.float32], stateful=False)
+            lr.set_shape((self.batch_size, p, p, 3))
+            hr.set_shape((self.batch_size, hr_side, hr_side, 3))
+            return lr, hr
+
+        return (
+            tf.data.Dataset.counter(start_step, dtype=tf.int64)
+            .map(fetch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE)
+        )
