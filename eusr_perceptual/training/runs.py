@@ -145,8 +145,9 @@ def fit_run(
     """
     run_dir = Path(options.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _build_for_training(model)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="run_step")
+    with model.distribute_strategy.scope():
+        _build_for_training(model)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="run_step")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, step=step, **(checkpoint_objects or {}))
     manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints", max_to_keep=options.keep_checkpoints)
 
