@@ -132,7 +132,8 @@ def main(argv=None) -> int:
 
     scales = config.model.scales
     images = load_training_images(config.data, scales=scales, min_side=config.patch_size * max(scales))
-    sampler = PatchSampler(images, scales, config.patch_size, config.batch_size, config.seed)
+    sampler = PatchSampler(images, scales, config.patch_size, config.batch_size, config.seed,
+                           scale_weights=config.scale_weights)
     held_out = [] if args.no_eval else load_training_images(args.eval_data, scales=())
     logging.info("%d training images, %d held out; run folder %s", len(sampler.images), len(held_out), run_dir)
 

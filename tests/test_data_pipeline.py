@@ -184,3 +184,12 @@ def test_single_scale_dataset_has_static_shapes(sampler):
     spec = single.dataset().element_spec
     assert spec[0].shape == (2, 8, 8, 3) and spec[1].shape == (2, 32, 32, 3)
     assert spec[1].dtype == tf.float32
+
+
+def test_scale_weights_set_how_often_each_path_is_drawn(sampler):
+    weighted = PatchSampler(sampler.images, scales=(2, 4, 8), patch_size=8, batch_size=1, scale_weights=(6, 3, 1))
+    drawn = np.array([weighted.scale_for_step(s) for s in range(3000)])
+    np.testing.assert_allclose([(drawn == s).mean() for s in (2, 4, 8)], [0.6, 0.3, 0.1], atol=0.03)
+    assert all(weighted.batch(s)[1].shape[1] == 8 * weighted.scale_for_step(s) for s in range(5))
+    with pytest.raises(ValueError, match="scale_weights"):
+        PatchSampler(sampler.images, scales=(2, 4), patch_size=8, batch_size=1, scale_weights=(1, 2, 3))

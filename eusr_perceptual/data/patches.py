@@ -47,7 +47,8 @@ class PatchSampler:
 
     Args:
         images: the training images (from :func:`~eusr_perceptual.data.sources.load_training_images`).
-        scales: the scales a step may train; each step draws one uniformly.
+        scales: the scales a step may train; each step draws one.
+        scale_weights: relative probabilities of the scales (default: uniform, as the paper).
         patch_size: LR patch side (48 in the paper); HR patches are ``patch_size * scale``.
         batch_size: patches per step (16 in the paper).
         seed: the run's data seed.
@@ -64,8 +65,13 @@ class PatchSampler:
         augment: bool = True,
         report: SkipReport | None = None,
         workers: int = 8,
+        scale_weights: Sequence[float] | None = None,
     ):
         self.scales = tuple(int(s) for s in scales)
+        weights = np.ones(len(self.scales)) if scale_weights is None else np.asarray(scale_weights, np.float64)
+        if weights.shape != (len(self.scales),) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"scale_weights must be {len(self.scales)} non-negative numbers, got {scale_weights}")
+        self.scale_probabilities = weights / weights.sum()
         self.patch_size, self.batch_size, self.seed, self.augment = patch_size, batch_size, seed, augment
         report = report if report is not None else SkipReport()
         needed = patch_size * max(self.scales)
@@ -96,14 +102,17 @@ class PatchSampler:
     def _rng(self, step: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, int(step)])
 
+    def _draw_scale(self, rng: np.random.Generator) -> int:
+        return self.scales[rng.choice(len(self.scales), p=self.scale_probabilities)]
+
     def scale_for_step(self, step: int) -> int:
         """The scale trained at ``step`` (the first draw of that step's generator)."""
-        return self.scales[self._rng(step).integers(len(self.scales))]
+        return self._draw_scale(self._rng(step))
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The (LR, HR) float32 batch of ``step``: [B, P, P, 3] and [B, P*s, P*s, 3]."""
         rng = self._rng(step)
-        scale = self.scales[rng.integers(len(self.scales))]
+        scale = self._draw_scale(rng)
         p, hp = self.patch_size, self.patch_size * scale
         lr_batch = np.empty((self.batch_size, p, p, 3), np.float32)
         hr_batch = np.empty((self.batch_size, hp, hp, 3), np.float32)
