@@ -1,0 +1,115 @@
+"""Finding the (HR, LR) pairs of a benchmark folder.
+
+Layouts understood, for scale ``s``:
+
+* ``HR/`` with ``LR_bicubic/X<s>/`` (DIV2K's release and the usual Set5 / Set14 / BSD100 /
+  Urban100 packages): the LR of ``HR/baby.png`` is ``LR_bicubic/X4/babyx4.png`` or
+  ``LR_bicubic/X4/baby.png``; an HR image without its LR gets a generated one;
+* ``image_SRF_<s>/`` with ``<name>_HR.<ext>`` and ``<name>_LR.<ext>`` (Huang et al.'s
+  distribution of the same sets);
+* any other folder: every image under it is an HR image.
+
+Generated LR images are MATLAB-bicubic downscales of the HR image cropped to a multiple of
+``s`` (:func:`eusr_perceptual.data.patches.make_lr`), like the published ones. ``skimage``
+names the embedded held-out photographs (never trained on) as a dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from eusr_perceptual.data.images import list_image_files, load_rgb8
+from eusr_perceptual.data.patches import make_lr
+from eusr_perceptual.data.sources import skimage_photograph_paths
+
+__all__ = ["EMBEDDED_DATASET", "Benchmark", "BenchmarkImage", "discover_benchmark", "load_pair"]
+
+#: Dataset name that stands for scikit-image's held-out photographs.
+EMBEDDED_DATASET = "skimage"
+
+
+@dataclass(frozen=True)
+class BenchmarkImage:
+    """One test image: its HR file and, when the dataset ships one, its LR file."""
+
+    name: str
+    hr_path: Path
+    lr_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    layout: str
+    images: tuple[BenchmarkImage, ...]
+
+
+def _paired_hr_lr(root: Path, scale: int) -> Benchmark:
+    lr_dir = next((d for d in (root / "LR_bicubic" / f"X{scale}", root / "LR_bicubic" / f"x{scale}") if d.is_dir()), None)
+    lr_files = {p.stem: p for p in list_image_files(lr_dir)} if lr_dir else {}
+    images = []
+    for hr in list_image_files(root / "HR"):
+        lr = lr_files.get(f"{hr.stem}x{scale}") or lr_files.get(hr.stem)
+        images.append(BenchmarkImage(hr.stem, hr, lr))
+    layout = f"HR + LR_bicubic/X{scale}" if lr_files else "HR (LR made with MATLAB bicubic)"
+    return Benchmark(root.name, layout, tuple(images))
+
+
+def _srf_pairs(root: Path, folder: Path) -> Benchmark:
+    files = list_image_files(folder)
+    lr_by_name = {p.stem[: -len("_LR")]: p for p in files if p.stem.endswith("_LR")}
+    images = tuple(
+        BenchmarkImage(p.stem[: -len("_HR")], p, lr_by_name.get(p.stem[: -len("_HR")])) for p in files if p.stem.endswith("_HR")
+    )
+    return Benchmark(root.name, folder.name, images)
+
+
+def discover_benchmark(folder: str | Path, scale: int) -> Benchmark:
+    """The images of a benchmark folder (or of ``"skimage"``) for LR scale ``scale``.
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no image.
+    """
+    if str(folder) == EMBEDDED_DATASET:
+        paths = skimage_photograph_paths("held_out")
+        return Benchmark(EMBEDDED_DATASET, "embedded photographs (LR made with MATLAB bicubic)", tuple(BenchmarkImage(p.stem, p) for p in paths))
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"benchmark folder not found: {root}")
+    if (root / "HR").is_dir():
+        benchmark = _paired_hr_lr(root, scale)
+    elif (root / f"image_SRF_{scale}").is_dir():
+        benchmark = _srf_pairs(root, root / f"image_SRF_{scale}")
+    else:
+        paths = list_image_files(root)
+        benchmark = Benchmark(root.name, "HR only (LR made with MATLAB bicubic)", tuple(BenchmarkImage(p.stem, p) for p in paths))
+    if not benchmark.images:
+        raise FileNotFoundError(f"no image found in {root} (layout {benchmark.layout})")
+    return benchmark
+
+
+def load_pair(image: BenchmarkImage, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(lr, hr)`` uint8 with ``hr`` cropped to exactly ``scale`` times ``lr``.
+
+    Raises:
+        UnreadableImageError / FileNotFoundError: a file cannot be read.
+        ValueError: the shipped LR does not fit the HR image at this scale, or the HR image
+            is smaller than ``scale`` pixels.
+    """
+    hr = load_rgb8(image.hr_path)
+    if min(hr.shape[:2]) < scale:
+        raise ValueError(f"{hr.shape[1]}x{hr.shape[0]} is too small for x{scale}")
+    if image.lr_path is None:
+        lr = make_lr(hr, scale)
+    else:
+        lr = load_rgb8(image.lr_path)
+        expected = (hr.shape[0] // scale, hr.shape[1] // scale)
+        if lr.shape[:2] != expected:
+            raise ValueError(
+                f"LR is {lr.shape[1]}x{lr.shape[0]} but HR {hr.shape[1]}x{hr.shape[0]} at x{scale} needs "
+                f"{expected[1]}x{expected[0]}: wrong scale folder?"
+            )
+    return lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]

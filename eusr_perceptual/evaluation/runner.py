@@ -1,0 +1,167 @@
+"""Scoring methods on a benchmark: per-image PSNR, SSIM, NIQE (and LPIPS) and their means.
+
+As 4PP-EUSR section 5: every SR image is rounded to uint8 (as saved outputs are), PSNR and
+SSIM compare its Y channel with the HR image's and NIQE scores its Y channel, all with 4
+pixels cropped at each border. LPIPS compares the RGB images with the same crop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import keras
+import numpy as np
+
+from eusr_perceptual.data.images import SkipReport, UnreadableImageError
+from eusr_perceptual.evaluation.benchmarks import Benchmark, load_pair
+from eusr_perceptual.inference import check_route, make_tile_function, route_factor, upscale_image
+from eusr_perceptual.metrics import psnr, ssim
+from eusr_perceptual.niqe import niqe
+from eusr_perceptual.resize import imresize
+
+__all__ = ["BORDER", "DatasetResult", "ImageScores", "Method", "SummaryRow", "evaluate_dataset", "summarize"]
+
+#: Pixels cropped at each border before every metric (4PP-EUSR section 5).
+BORDER = 4
+
+
+@dataclass
+class Method:
+    """An upscaler to score: MATLAB bicubic (``model=None``) or a generator along a route."""
+
+    label: str
+    route: str = "x4"
+    model: object | None = None
+    tile: int | None = 128
+    overlap: int = 32
+    self_ensemble: bool = False
+    _tile_function: object = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        if self.model is not None:
+            check_route(self.model, self.route)
+
+    @property
+    def scale(self) -> int:
+        return route_factor(self.route)
+
+    def upscale(self, lr: np.ndarray) -> np.ndarray:
+        """uint8 SR image of a uint8 LR image."""
+        if self.model is None:
+            return imresize(lr, scale=self.scale)
+        if self._tile_function is None:
+            self._tile_function = make_tile_function(self.model, self.route, self.self_ensemble)
+        return upscale_image(
+            self.model, lr, self.route, tile=self.tile, overlap=self.overlap, tile_function=self._tile_function
+        )
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    dataset: str
+    method: str
+    image: str
+    psnr: float
+    ssim: float
+    niqe: float  # NaN when the cropped image is smaller than a NIQE block
+    lpips: float | None
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    method: str
+    images: int
+    psnr: float
+    ssim: float
+    niqe: float
+    lpips: float | None
+    niqe_images: int
+
+
+@dataclass
+class DatasetResult:
+    benchmark: Benchmark
+    scale: int
+    scores: list[ImageScores]
+    skips: SkipReport
+    #: For the crop figure: image name -> {"LR", "HR", method label...} -> uint8 image.
+    kept: dict[str, dict[str, np.ndarray]]
+
+
+def _score(sr: np.ndarray, hr: np.ndarray, lpips) -> tuple[float, float, float, float | None]:
+    try:
+        niqe_value = niqe(sr, border=BORDER)
+    except ValueError:
+        niqe_value = math.nan
+    crop = slice(BORDER, -BORDER)
+    lpips_value = None if lpips is None else float(lpips(sr[crop, crop], hr[crop, crop]))
+    return psnr(sr, hr, BORDER), ssim(sr, hr, BORDER), niqe_value, lpips_value
+
+
+def evaluate_dataset(
+    benchmark: Benchmark,
+    methods: Sequence[Method],
+    lpips=None,
+    keep: Sequence[str] = (),
+    progress: bool = True,
+) -> DatasetResult:
+    """Scores every method on every image of ``benchmark``, with a progress bar.
+
+    All methods must share one scale. Unreadable images and LR/HR pairs that do not fit are
+    skipped, logged and counted in the result's ``skips``. SR images of the images named in
+    ``keep`` are kept for figures.
+    """
+    scales = {method.scale for method in methods}
+    if len(scales) != 1:
+        raise ValueError(f"methods of one evaluation must share a scale, got {sorted(scales)}")
+    scale = scales.pop()
+    skips, scores, kept = SkipReport(), [], {}
+    if progress:
+        print(f"{benchmark.name} (x{scale}, {benchmark.layout}): {len(benchmark.images)} images, {len(methods)} methods")
+    bar = keras.utils.Progbar(len(benchmark.images) * len(methods), unit_name="image") if progress else None
+    for image in benchmark.images:
+        try:
+            lr, hr = load_pair(image, scale)
+        except (UnreadableImageError, FileNotFoundError, ValueError) as error:
+            skips.skip(str(image.hr_path), str(error))
+            if bar:
+                bar.add(len(methods))
+            continue
+        if image.name in keep:
+            kept[image.name] = {"LR": lr, "HR": hr}
+        for method in methods:
+            sr = method.upscale(lr)
+            scores.append(ImageScores(benchmark.name, method.label, image.name, *_score(sr, hr, lpips)))
+            if image.name in keep:
+                kept[image.name][method.label] = sr
+            if bar:
+                bar.add(1)
+    return DatasetResult(benchmark, scale, scores, skips, kept)
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def summarize(result: DatasetResult) -> list[SummaryRow]:
+    """Mean scores per method, in the order the methods were scored (NIQE over the images
+    large enough for it)."""
+    rows = []
+    for label in dict.fromkeys(score.method for score in result.scores):
+        mine = [score for score in result.scores if score.method == label]
+        lpips_values = [s.lpips for s in mine if s.lpips is not None]
+        rows.append(
+            SummaryRow(
+                label,
+                len(mine),
+                _mean([s.psnr for s in mine]),
+                _mean([s.ssim for s in mine]),
+                _mean([s.niqe for s in mine]),
+                _mean(lpips_values) if lpips_values else None,
+                sum(not math.isnan(s.niqe) for s in mine),
+            )
+        )
+    return rows

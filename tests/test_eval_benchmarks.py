@@ -1,0 +1,157 @@
+"""Evaluation: benchmark layouts, scoring, tables, plots and scripts/evaluate.py."""
+
+import csv
+import math
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from eusr_perceptual.data.patches import make_lr
+from eusr_perceptual.evaluation.benchmarks import discover_benchmark, load_pair
+from eusr_perceptual.evaluation.plots import most_textured_box
+from eusr_perceptual.evaluation.runner import Method, SummaryRow, evaluate_dataset, summarize
+from eusr_perceptual.evaluation.tables import format_table
+from eusr_perceptual.metrics import psnr, ssim
+from eusr_perceptual.models.eusr import EUSR, EUSRConfig
+from eusr_perceptual.niqe import niqe
+from eusr_perceptual.resize import imresize
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def save(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def photos():
+    """Two HR crops of embedded photographs: one large enough for NIQE, one not."""
+    return {"coffee": skimage.data.coffee()[:128, :120], "chelsea": skimage.data.chelsea()[100:160, 200:252]}
+
+
+def test_hr_only_folder_gets_matlab_bicubic_lr(tmp_path, photos):
+    for name, image in photos.items():
+        save(tmp_path / "set" / f"{name}.png", image)
+    benchmark = discover_benchmark(tmp_path / "set", 4)
+    assert benchmark.name == "set" and "HR only" in benchmark.layout
+    assert [i.name for i in benchmark.images] == ["chelsea", "coffee"]
+    lr, hr = load_pair(benchmark.images[0], 4)
+    np.testing.assert_array_equal(lr, make_lr(photos["chelsea"], 4))
+    assert hr.shape == (60, 52, 3) and lr.shape == (15, 13, 3)
+
+
+def test_paired_layouts_use_the_shipped_lr(tmp_path, photos):
+    hr = photos["coffee"][:126, :118]  # not a multiple of 4: cropped to 124x116
+    shipped = np.full((31, 29, 3), 7, np.uint8)
+    save(tmp_path / "Set5" / "HR" / "coffee.png", hr)
+    save(tmp_path / "Set5" / "LR_bicubic" / "X4" / "coffeex4.png", shipped)
+    save(tmp_path / "Set5" / "HR" / "cat.png", photos["chelsea"])  # no LR: generated
+    benchmark = discover_benchmark(tmp_path / "Set5", 4)
+    assert benchmark.layout == "HR + LR_bicubic/X4"
+    pairs = {image.name: load_pair(image, 4) for image in benchmark.images}
+    np.testing.assert_array_equal(pairs["coffee"][0], shipped)
+    assert pairs["coffee"][1].shape == (124, 116, 3) and pairs["cat"][0].shape == (15, 13, 3)
+
+    save(tmp_path / "Set14" / "image_SRF_4" / "img_001_SRF_4_HR.png", hr)
+    save(tmp_path / "Set14" / "image_SRF_4" / "img_001_SRF_4_LR.png", shipped)
+    srf = discover_benchmark(tmp_path / "Set14", 4)
+    assert [i.name for i in srf.images] == ["img_001_SRF_4"]
+    np.testing.assert_array_equal(load_pair(srf.images[0], 4)[0], shipped)
+    save(tmp_path / "Set14" / "image_SRF_4" / "img_002_SRF_4_HR.png", hr)
+    save(tmp_path / "Set14" / "image_SRF_4" / "img_002_SRF_4_LR.png", shipped[:20])
+    with pytest.raises(ValueError, match="wrong scale folder"):
+        load_pair(discover_benchmark(tmp_path / "Set14", 4).images[1], 4)
+
+
+def test_missing_or_empty_folders_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        discover_benchmark(tmp_path / "nope", 4)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no image"):
+        discover_benchmark(tmp_path / "empty", 4)
+    embedded = discover_benchmark("skimage", 4)
+    assert [i.name for i in embedded.images] == ["astronaut", "chelsea", "coffee"]
+
+
+def test_scores_follow_the_paper_protocol_and_skips_are_counted(tmp_path, photos):
+    for name, image in photos.items():
+        save(tmp_path / "set" / f"{name}.png", image)
+    (tmp_path / "set" / "broken.png").write_bytes(b"garbage")
+    result = evaluate_dataset(discover_benchmark(tmp_path / "set", 4), [Method("bicubic")], keep=["coffee"], progress=False)
+    assert result.skips.count == 1
+    scores = {s.image: s for s in result.scores}
+    (coffee,) = [i for i in discover_benchmark(tmp_path / "set", 4).images if i.name == "coffee"]
+    lr, hr = load_pair(coffee, 4)
+    sr = imresize(lr, scale=4)
+    assert scores["coffee"].psnr == pytest.approx(psnr(sr, hr, border=4))
+    assert scores["coffee"].ssim == pytest.approx(ssim(sr, hr, border=4))
+    assert scores["coffee"].niqe == pytest.approx(niqe(sr, border=4))
+    assert math.isnan(scores["chelsea"].niqe) and scores["chelsea"].lpips is None
+    (row,) = summarize(result)
+    assert row.images == 2 and row.niqe_images == 1 and row.niqe == pytest.approx(scores["coffee"].niqe)
+    np.testing.assert_array_equal(result.kept["coffee"]["bicubic"], sr)
+
+
+def test_tables_show_lpips_na_with_the_reason():
+    rows = [SummaryRow("bicubic", 3, 25.1234567, 0.71234, 6.5, None, 2), SummaryRow("eusr", 3, 27.0, 0.8, 5.25, None, 2)]
+    text = format_table("Set5 x4", rows, lpips_reason="no LPIPS weights given", skipped=1)
+    lines = text.splitlines()
+    assert "PSNR (dB)" in lines[2] and "25.1235" in text and "6.5000 (2)" in text
+    assert lines[4].split()[-1] == "n/a" and "LPIPS n/a: no LPIPS weights given" in text and "1 image(s) skipped" in text
+    markdown = format_table("Set5 x4", rows, lpips_reason="absent", markdown=True)
+    assert "| Method | Images | PSNR (dB) | SSIM | NIQE | LPIPS |" in markdown and "| eusr | 3 | 27.0000 |" in markdown
+
+
+def test_most_textured_box_finds_the_texture():
+    image = np.full((64, 64, 3), 128, np.uint8)
+    image[32:48, 16:32] = np.random.default_rng(0).integers(0, 256, (16, 16, 3))
+    assert most_textured_box(image, 16) == (32, 16, 16)
+
+
+def test_evaluate_script_writes_tables_plots_and_crops(tmp_path, photos, capsys):
+    for name, image in photos.items():
+        save(tmp_path / "photos" / f"{name}.png", image)
+    keras.utils.set_random_seed(0)
+    model = EUSR(EUSRConfig(channels=4, shared_blocks=1, scales=(2, 4, 8)))
+    model.build()
+    model.save(tmp_path / "tiny.keras")
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import evaluate as script
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    out = tmp_path / "results"
+    argv = ["--model", "bicubic", "--model", f"eusr={tmp_path / 'tiny.keras'}", "--data", str(tmp_path / "photos"),
+            "--routes", "x4,x2x2,x8down", "--out", str(out), "--plot", "--crops", "coffee", "--tile", "0", "--quiet"]
+    assert script.main(argv) == 0
+    printed = capsys.readouterr().out
+    for label in ("bicubic", "eusr [x4]", "eusr [x2x2]", "eusr [x8down]"):
+        assert label in printed
+    assert "LPIPS n/a: no LPIPS weights given" in printed
+    with open(out / "photos_x4.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["method"] for r in rows] == ["bicubic", "eusr [x4]", "eusr [x2x2]", "eusr [x8down]"]
+    assert all(r["lpips"] == "" and float(r["psnr"]) > 0 and r["niqe_images"] == "1" for r in rows)
+    assert (out / "photos_x4.md").read_text().startswith("### photos x4")
+    assert (out / "photos_x4_images.csv").is_file()
+    for figure in ("perception_distortion.png", "crops_photos_coffee.png"):
+        assert Image.open(out / figure).size[0] > 100
+
+    x8_only = ["--model", str(tmp_path / "tiny.keras"), "--data", str(tmp_path / "photos"), "--scale", "8", "--routes", "x2x2"]
+    assert script.main(x8_only) == 2
+    assert script.main(["--model", str(tmp_path / "absent.keras"), "--data", str(tmp_path / "photos")]) == 2
+    assert script.main(["--model", "bicubic", "--data", str(tmp_path / "nowhere")]) == 2
+    x4_only = EUSR(EUSRConfig(channels=4, shared_blocks=1, scales=(4,)))
+    x4_only.build()
+    x4_only.save(tmp_path / "x4only.keras")
+    assert script.main(["--model", str(tmp_path / "x4only.keras"), "--data", str(tmp_path / "photos"), "--scale", "2"]) == 2
+    errors = capsys.readouterr().err
+    assert "use them with --scale 4" in errors and "model not found" in errors and "benchmark folder not found" in errors
+    assert "has no x2 route; it supports x4" in errors

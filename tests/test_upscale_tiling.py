@@ -1,0 +1,153 @@
+"""Tiled inference, self-ensemble, routes, model loading and scripts/upscale.py."""
+
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from eusr_perceptual.inference import (
+    check_route,
+    make_tile_function,
+    route_factor,
+    routes_of,
+    run_route,
+    tile_boxes,
+    upscale_image,
+)
+from eusr_perceptual.models.eusr import EUSR, EUSRConfig
+from eusr_perceptual.models.loading import GeneratorLoadError, load_generator
+from eusr_perceptual.resize import round_to_uint8_tf
+
+REPO = Path(__file__).resolve().parents[1]
+# Receptive-field radius of the tiny EUSR's x4 path in LR pixels is about 33 (x8: 36): an
+# overlap of 40 makes tiles see everything the whole image would.
+FULL_CONTEXT = 40
+
+
+@pytest.fixture(scope="module")
+def tiny_eusr():
+    keras.utils.set_random_seed(3)
+    model = EUSR(EUSRConfig(channels=8, shared_blocks=2, scales=(2, 4, 8)))
+    model.build()
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny_x4_only():
+    keras.utils.set_random_seed(4)
+    model = EUSR(EUSRConfig(channels=4, shared_blocks=1, scales=(4,)))
+    model.build()
+    return model
+
+
+def test_tile_cores_partition_the_image_and_contexts_stay_inside():
+    for length, tile, overlap in [(1, 4, 2), (10, 4, 3), (37, 16, 5), (32, 16, 0), (5, 100, 8)]:
+        boxes = tile_boxes(length, tile, overlap)
+        cores = [i for _, _, a, b in boxes for i in range(a, b)]
+        assert cores == list(range(length))
+        for start, stop, core_start, core_stop in boxes:
+            assert 0 <= start <= core_start < core_stop <= stop <= length
+            assert core_start - start == min(overlap, core_start) and stop - core_stop == min(overlap, length - core_stop)
+    with pytest.raises(ValueError):
+        tile_boxes(10, 0, 2)
+
+
+@pytest.mark.parametrize("route", ["x4", "x2x2", "x8down"])
+def test_tiled_output_equals_whole_image_output(tiny_eusr, route):
+    lr = np.random.default_rng(0).integers(0, 256, (24, 30, 3), dtype=np.uint8)
+    whole = upscale_image(tiny_eusr, lr, route, tile=None)
+    tiled = upscale_image(tiny_eusr, lr, route, tile=12, overlap=FULL_CONTEXT)
+    assert tiled.shape == whole.shape == (96, 120, 3) and tiled.dtype == np.uint8
+    assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1  # within 1/255
+    # The whole-image path is the model's float output rounded like MATLAB's uint8().
+    expected = round_to_uint8_tf(run_route(tiny_eusr, tf.constant(lr[None], tf.float32), route))[0].numpy()
+    assert np.abs(whole.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_short_overlap_stays_within_1_level_away_from_borders(tiny_eusr):
+    lr = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    whole = upscale_image(tiny_eusr, lr, "x4", tile=None)
+    tiled = upscale_image(tiny_eusr, lr, "x4", tile=16, overlap=12)
+    inner = np.abs(tiled.astype(int) - whole.astype(int))[16:-16, 16:-16]
+    assert inner.max() <= 1
+
+
+def test_self_ensemble_is_the_mean_over_the_eight_dihedral_transforms(tiny_x4_only):
+    lr = np.random.default_rng(2).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    ensembled = upscale_image(tiny_x4_only, lr, "x4", tile=None, self_ensemble=True)
+    outputs = []
+    for k in range(4):
+        for flip in (False, True):
+            x = np.rot90(lr, k)
+            x = x[:, ::-1] if flip else x
+            y = tiny_x4_only(tf.constant(np.ascontiguousarray(x)[None], tf.float32), scale=4)[0].numpy()
+            y = y[:, ::-1] if flip else y
+            outputs.append(np.rot90(y, -k))
+    expected = round_to_uint8_tf(np.mean(outputs, axis=0))
+    assert np.abs(ensembled.astype(int) - expected.numpy().astype(int)).max() <= 1
+    assert not np.array_equal(ensembled, upscale_image(tiny_x4_only, lr, "x4", tile=None))
+
+
+def test_routes_follow_the_models_paths(tiny_eusr, tiny_x4_only):
+    assert routes_of(tiny_eusr) == ("x2", "x4", "x8", "x2x2", "x8down")
+    assert routes_of(tiny_x4_only) == ("x4",)
+    assert [route_factor(r) for r in ("x2", "x8", "x2x2", "x8down")] == [2, 8, 4, 4]
+    with pytest.raises(ValueError, match="no x2x2 route; it supports x4"):
+        check_route(tiny_x4_only, "x2x2")
+    with pytest.raises(ValueError, match="unknown upscaling route"):
+        route_factor("bilinear")
+    with pytest.raises(ValueError, match="HxWx3"):
+        upscale_image(tiny_x4_only, np.zeros((4, 4), np.uint8))
+    lr = np.zeros((6, 5, 3), np.uint8)
+    run = make_tile_function(tiny_x4_only, "x4")
+    assert upscale_image(tiny_x4_only, lr, tile=4, overlap=2, tile_function=run).shape == (24, 20, 3)
+
+
+def test_load_generator_accepts_keras_files_and_run_folders(tmp_path, tiny_x4_only):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    tiny_x4_only.save(run_dir / "generator.keras")
+    x = np.random.default_rng(0).uniform(0, 255, (1, 5, 6, 3)).astype(np.float32)
+    for path in (run_dir, run_dir / "generator.keras"):
+        loaded = load_generator(path)
+        assert loaded.scales == (4,)
+        np.testing.assert_allclose(loaded(x, scale=4), tiny_x4_only(x, scale=4), atol=1e-4)
+    with pytest.raises(FileNotFoundError):
+        load_generator(tmp_path / "absent.keras")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(GeneratorLoadError, match="expected a .keras file"):
+        load_generator(tmp_path / "notes.txt")
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(GeneratorLoadError, match="has not finished"):
+        load_generator(tmp_path / "empty")
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(tmp_path / "other.keras")
+    with pytest.raises(GeneratorLoadError, match="not a generator"):
+        load_generator(tmp_path / "other.keras")
+
+
+def test_upscale_script_writes_pngs_and_reports_unreadable_files(tmp_path, tiny_x4_only, capsys):
+    tiny_x4_only.save(tmp_path / "model.keras")
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)).save(photos / "a.png")
+    Image.fromarray(rng.integers(0, 256, (5, 6), dtype=np.uint8)).save(photos / "sub" / "b.jpg")
+    (photos / "broken.png").write_bytes(b"not a png")
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import upscale as script
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    out = tmp_path / "out"
+    status = script.main([str(tmp_path / "model.keras"), str(photos), "--out", str(out), "--tile", "4", "--overlap", "2"])
+    captured = capsys.readouterr()
+    assert status == 1 and "broken.png" in captured.err and "2 upscaled, 1 failed" in captured.out
+    a, b = np.asarray(Image.open(out / "a_x4.png")), np.asarray(Image.open(out / "sub" / "b_x4.png"))
+    assert a.shape == (36, 28, 3) and a.dtype == np.uint8 and b.shape == (20, 24, 3)
+    assert script.main([str(tmp_path / "model.keras"), str(photos / "a.png"), "--out", str(out), "--route", "x8down"]) == 2
+    assert "no x8down route" in capsys.readouterr().err
+    assert script.main([str(tmp_path / "model.keras"), str(tmp_path / "missing.png")]) == 2
