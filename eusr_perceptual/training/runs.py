@@ -183,6 +183,7 @@ def fit_run(
         validation_data=validation_data,
         validation_steps=validation_steps,
         callbacks=all_callbacks,
+        shuffle=False,  # batches are made per step by make_dataset
         verbose=verbose,
     )
     if guard.bad_loss is not None:

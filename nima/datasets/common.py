@@ -1,0 +1,94 @@
+"""What both score datasets produce: image paths with 10-bin score distributions, split in two.
+
+Shared helpers check a data folder's layout (naming every file that is missing and where the
+dataset comes from) and look up image files case-insensitively.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from eusr_perceptual.data.images import SkipReport
+from nima.config import SCORE_BINS
+
+
+class DatasetLayoutError(FileNotFoundError):
+    """A data folder does not hold the files of the dataset release."""
+
+
+class LabelFileError(ValueError):
+    """A label file cannot be used at all (not merely a few malformed lines)."""
+
+
+@dataclass(frozen=True)
+class ScoredImages:
+    """Image files and their score distributions over the scores 1..10 (rows sum to 1)."""
+
+    paths: tuple[str, ...]
+    distributions: np.ndarray
+
+    def __post_init__(self):
+        if self.distributions.shape != (len(self.paths), SCORE_BINS):
+            raise ValueError(f"expected {len(self.paths)}x{SCORE_BINS} distributions, got {self.distributions.shape}")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def mean_scores(self) -> np.ndarray:
+        return self.distributions @ np.arange(1, SCORE_BINS + 1, dtype=np.float64)
+
+    def subset(self, indices) -> "ScoredImages":
+        indices = np.asarray(indices, dtype=np.int64)
+        return ScoredImages(tuple(self.paths[i] for i in indices), self.distributions[indices])
+
+
+@dataclass
+class ScoreDataset:
+    """A dataset split for training, with every file or label line left out so far.
+
+    ``report`` keeps counting: images that fail to decode during training are added to it.
+    """
+
+    name: str
+    train: ScoredImages
+    validation: ScoredImages
+    report: SkipReport = field(default_factory=SkipReport)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The files a dataset release must have in its folder, and where to get the release."""
+
+    dataset: str
+    entries: dict[str, str]  # relative path ("images/" for a folder) -> what it holds
+    source: str
+
+    def describe(self) -> str:
+        lines = [f"The {self.dataset} data folder (--data-dir) must contain:"]
+        lines += [f"  {name:<22} {purpose}" for name, purpose in self.entries.items()]
+        lines.append(f"Get it from: {self.source}")
+        return "\n".join(lines)
+
+    def check(self, data_dir: str | Path) -> Path:
+        """Returns ``data_dir`` as a Path, or raises :class:`DatasetLayoutError` naming what is missing."""
+        data_dir = Path(data_dir)
+        missing = [name for name in self.entries if not _present(data_dir / name.rstrip("/"), name.endswith("/"))]
+        if missing:
+            raise DatasetLayoutError(f"{data_dir} is not a {self.dataset} folder: missing {', '.join(missing)}.\n{self.describe()}")
+        return data_dir
+
+
+def _present(path: Path, is_folder: bool) -> bool:
+    return path.is_dir() if is_folder else path.is_file()
+
+
+def index_folder(folder: Path) -> dict[str, str]:
+    """Lower-cased file name -> path for every file directly in ``folder`` (one listing, no stat per file)."""
+    with os.scandir(folder) as entries:
+        return {entry.name.lower(): entry.path for entry in entries if entry.is_file()}
+
