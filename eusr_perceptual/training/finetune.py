@@ -21,8 +21,6 @@ Losses are computed in float32; each optimizer scales its own loss under ``mixed
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -36,6 +34,7 @@ from eusr_perceptual.losses.perceptual import (
     score_loss,
 )
 from eusr_perceptual.models.multipass import PATHS, multipass_upscale
+from eusr_perceptual.resize import round_to_uint8_tf
 from eusr_perceptual.training.gradients import minimize
 
 #: Logged besides the active loss terms: total generator loss, discriminator loss, and the
@@ -133,28 +132,33 @@ class FourPassTrainer(keras.Model):
         lr, hr = data
         hr = tf.cast(hr, tf.float32)
         step = self._simultaneous_step if self.config.simultaneous_updates else self._sequential_step
-        for name, value in step(lr, hr).items():
+        return self._record(step(lr, hr))
+
+    def test_step(self, data):
+        """The logged values on a batch without any update (validation)."""
+        lr, hr = data
+        hr = tf.cast(hr, tf.float32)
+        sr = self.upscale(lr)
+        real, fake = self._discriminate(hr, sr)
+        return self._record({**self._generator_terms(hr, sr, fake), **self._discriminator_statistics(real, fake)})
+
+    def _record(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Adds a step's values to the running means and returns the means."""
+        for name, value in values.items():
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def _sequential_step(self, lr, hr) -> dict[str, tf.Tensor]:
-        """Discriminator first, then the generator against the updated discriminator."""
+        """The paper's order: the discriminator first, then the generator against it."""
         with tf.GradientTape() as g_tape:
-            sr = self._upscale(lr)
-            with g_tape.stop_recording():
-                with tf.GradientTape() as d_tape:
-                    real, fake = self._discriminate(hr, tf.stop_gradient(sr))
-                    d_stats = self._discriminator_statistics(real, fake)
-                minimize(self.d_optimizer, d_stats["d_loss"], d_tape, self.discriminator.trainable_variables)
-            fake = self.discriminator(sr, training=True) if "l_g" in self.config.active_terms else None
-            terms = self._generator_terms(hr, sr, fake)
-        minimize(self.optimizer, terms["loss"], g_tape, self.generator.trainable_variables)
-        return {**terms, **d_stats}
+            sr = self.upscale(lr)
+        d_stats = self.discriminator_step(hr, sr)
+        return {**self.generator_step(g_tape, hr, sr), **d_stats}
 
     def _simultaneous_step(self, lr, hr) -> dict[str, tf.Tensor]:
         """Both updates from one forward pass (the authors' code)."""
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            sr = self._upscale(lr)
+            sr = self.upscale(lr)
             real, fake = self._discriminate(hr, sr)
             d_stats = self._discriminator_statistics(real, fake)
             terms = self._generator_terms(hr, sr, fake)
@@ -162,12 +166,32 @@ class FourPassTrainer(keras.Model):
         minimize(self.optimizer, terms["loss"], g_tape, self.generator.trainable_variables)
         return {**terms, **d_stats}
 
-    # -- pieces -----------------------------------------------------------------------------
-
-    def _upscale(self, lr) -> tf.Tensor:
+    def upscale(self, lr) -> tf.Tensor:
         """The three x4 images stacked along the batch in :data:`PATHS` order: [3B, ...]."""
         outputs = multipass_upscale(self.generator, lr, self.config.downscale)
         return tf.concat([tf.cast(outputs[path], tf.float32) for path in PATHS], axis=0)
+
+    def discriminator_step(self, hr, sr) -> dict[str, tf.Tensor]:
+        """Updates the discriminator only: HR against "real", the upscaled ``sr`` (gradient
+        stopped) against "fake". Returns ``d_loss``, ``d_real`` and ``d_fake`` before the update."""
+        with tf.GradientTape() as tape:
+            real, fake = self._discriminate(hr, tf.stop_gradient(sr))
+            stats = self._discriminator_statistics(real, fake)
+        minimize(self.d_optimizer, stats["d_loss"], tape, self.discriminator.trainable_variables)
+        return stats
+
+    def generator_step(self, tape: tf.GradientTape, hr, sr) -> dict[str, tf.Tensor]:
+        """Updates the generator only with eq. 8, the discriminator as it is now.
+
+        ``tape`` recorded ``sr = self.upscale(lr)``; recording resumes on it for the losses.
+        """
+        with tape:
+            fake = self.discriminator(sr, training=True) if self.loss_weights_in_force["l_g"] else None
+            terms = self._generator_terms(hr, sr, fake)
+        minimize(self.optimizer, terms["loss"], tape, self.generator.trainable_variables)
+        return terms
+
+    # -- pieces -----------------------------------------------------------------------------
 
     def _discriminate(self, hr, sr) -> tuple[tf.Tensor, tf.Tensor]:
         """Logits of the HR and the upscaled images, from one discriminator call."""
@@ -215,36 +239,11 @@ class FourPassTrainer(keras.Model):
         return terms
 
 
-class MultipassImages(keras.callbacks.Callback):
-    """Writes LR (nearest x4), the three paths and HR of fixed patches to TensorBoard.
-
-    Called at each epoch end (one epoch = one checkpoint interval of ``steps_per_epoch``
-    steps); the images are tagged with the global step. Pixels are clipped and rounded.
-    """
-
-    def __init__(self, log_dir: str | Path, lr: np.ndarray, hr: np.ndarray, steps_per_epoch: int, max_images: int = 2):
-        super().__init__()
-        self.log_dir, self.steps_per_epoch = str(log_dir), steps_per_epoch
-        self.lr, self.hr = np.asarray(lr[:max_images], np.float32), np.asarray(hr[:max_images], np.float32)
-        self.writer = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.writer is None:
-            self.writer = tf.summary.create_file_writer(self.log_dir)
-        upscaled = self.model(tf.constant(self.lr))
-        scale = self.hr.shape[1] // self.lr.shape[1]
-        images = {
-            "lr_nearest": np.repeat(np.repeat(self.lr, scale, axis=1), scale, axis=2),
-            **{path: np.asarray(upscaled[path]) for path in PATHS},
-            "hr": self.hr,
-        }
-        with self.writer.as_default():
-            for tag, batch in images.items():
-                pixels = np.clip(np.floor(batch + 0.5), 0, 255).astype(np.uint8)
-                tf.summary.image(f"images/{tag}", pixels, step=(epoch + 1) * self.steps_per_epoch, max_outputs=len(pixels))
-        self.writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+def render_paths(trainer: FourPassTrainer, lr: np.ndarray, hr: np.ndarray) -> dict[str, np.ndarray]:
+    """TensorBoard strips of fixed patches, one per image: LR (nearest x4) | x4 | x2-x2 |
+    x8-down | HR, uint8 (for :class:`~eusr_perceptual.training.callbacks.TensorBoardImages`)."""
+    outputs = trainer(tf.constant(lr, tf.float32))
+    scale = hr.shape[1] // lr.shape[1]
+    panels = [np.repeat(np.repeat(lr, scale, axis=1), scale, axis=2), *(np.asarray(outputs[p]) for p in PATHS), hr]
+    strips = np.concatenate([round_to_uint8_tf(tf.cast(panel, tf.float32)).numpy() for panel in panels], axis=2)
+    return {"lr_x4_x2x2_x8down_hr": strips}

@@ -1,0 +1,1 @@
+"""Run configurations (dataclasses with named presets)."""
