@@ -76,3 +76,13 @@ def test_keras_file_round_trip(tmp_path):
     for scale in (2, 4, 8):
         np.testing.assert_array_equal(loaded(x, scale=scale).numpy(), model(x, scale=scale).numpy())
     assert loaded.config == TINY
+
+
+def test_mixed_precision_keeps_float32_inputs_exact():
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    model = EUSR(TINY)
+    seen = []
+    original = model._forward
+    model._forward = lambda inputs, scale: seen.append(inputs.dtype) or original(inputs, scale)
+    model(tf.fill((1, 4, 4, 3), 200.03), scale=2)
+    assert seen == [tf.float32]

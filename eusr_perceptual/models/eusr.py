@@ -177,6 +177,9 @@ class EUSR(keras.Model):
         if isinstance(config, dict):
             config = EUSRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
         super().__init__(**kwargs)
+        # Keep float32 inputs as they are under mixed_float16 (Keras would cast them to float16
+        # before call): the x2-x2 route feeds the first pass's float output into the second.
+        self._convert_input_args = False
         self.config = config
         c, init = config.channels, config.branch_initializer()
         self.first_conv = _conv(c, 3, "first_conv", init)
