@@ -16,9 +16,13 @@ tf.config.set_logical_device_configuration(
 )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def two_cpu_strategy():
-    """A MirroredStrategy over the two logical CPU devices."""
+    """One MirroredStrategy over the two logical CPU devices, shared by the whole session.
+
+    Several MirroredStrategy objects in one process share the collective-op key space; one
+    object for all tests keeps their all-reduces from colliding.
+    """
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 

@@ -81,8 +81,10 @@ def test_keras_file_round_trip(tmp_path):
 def test_mixed_precision_keeps_float32_inputs_exact():
     keras.mixed_precision.set_dtype_policy("mixed_float16")
     model = EUSR(TINY)
+    model.build()
     seen = []
     original = model._forward
     model._forward = lambda inputs, scale: seen.append(inputs.dtype) or original(inputs, scale)
     model(tf.fill((1, 4, 4, 3), 200.03), scale=2)
-    assert seen == [tf.float32]
+    model(np.full((1, 4, 4, 3), 200.03, np.float64), scale=2)
+    assert seen == [tf.float32, tf.float32]

@@ -177,9 +177,6 @@ class EUSR(keras.Model):
         if isinstance(config, dict):
             config = EUSRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
         super().__init__(**kwargs)
-        # Keep float32 inputs as they are under mixed_float16 (Keras would cast them to float16
-        # before call): the x2-x2 route feeds the first pass's float output into the second.
-        self._convert_input_args = False
         self.config = config
         c, init = config.channels, config.branch_initializer()
         self.first_conv = _conv(c, 3, "first_conv", init)
@@ -198,6 +195,12 @@ class EUSR(keras.Model):
         }
         self.output_convs = {f"x{s}": _conv(3, 3, f"x{s}_output_conv", dtype="float32") for s in config.scales}
         self._rgb_mean = tf.constant(config.rgb_mean, dtype=tf.float32)
+
+    @property
+    def input_dtype(self):
+        """Inputs are converted to float32, not to the float16 compute dtype of mixed precision:
+        the x2-x2 route feeds the first pass's float output into the second pass."""
+        return "float32"
 
     @property
     def scales(self) -> tuple[int, ...]:
