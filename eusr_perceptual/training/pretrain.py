@@ -62,11 +62,11 @@ PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
     "demo": PretrainConfig(
         model=EUSRConfig(channels=16, shared_blocks=4, upscale_blocks=1),
         data="skimage",
-        steps=3000,
+        steps=4000,
         batch_size=8,
         patch_size=16,
         learning_rate=1e-3,
-        halve_every=2000,
+        halve_every=2500,
         checkpoint_every=500,
         scale_weights=(0.5, 0.35, 0.15),
     ),
