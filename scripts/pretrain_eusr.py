@@ -64,16 +64,16 @@ def config_from_args(args: argparse.Namespace):
 def sample_renderer(generator, image, scales, lr_side: int = 48):
     """bicubic | SR | HR strips of one held-out crop, per scale, for TensorBoard."""
     from eusr_perceptual.data.patches import make_lr
+    from eusr_perceptual.inference import upscale_image
     from eusr_perceptual.resize import imresize
     from eusr_perceptual.training.callbacks import side_by_side
-    from eusr_perceptual.training.report import upscale_uint8
 
     def render():
         strips = {}
         for scale in scales:
             hr = image.hr[: lr_side * scale, : lr_side * scale]
             lr = make_lr(hr, scale)
-            strips[f"bicubic_sr_hr/x{scale}"] = side_by_side(imresize(lr, scale), upscale_uint8(generator, lr, scale), hr)
+            strips[f"bicubic_sr_hr/x{scale}"] = side_by_side(imresize(lr, scale), upscale_image(generator, lr, f"x{scale}"), hr)
         return strips
 
     return render

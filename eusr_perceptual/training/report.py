@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from eusr_perceptual.data.patches import make_lr
 from eusr_perceptual.data.sources import TrainingImage
+from eusr_perceptual.inference import upscale_image
 from eusr_perceptual.metrics import psnr, ssim
-from eusr_perceptual.resize import imresize, round_to_uint8_tf
+from eusr_perceptual.resize import imresize
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,6 @@ class ScaleScores:
         return self.model_psnr - self.bicubic_psnr
 
 
-def upscale_uint8(generator, lr: np.ndarray, scale: int) -> np.ndarray:
-    """Runs the x``scale`` path on one uint8 LR image; rounds and clips to uint8."""
-    sr = generator(tf.convert_to_tensor(lr[None], tf.float32), scale=scale)
-    return round_to_uint8_tf(sr)[0].numpy()
-
-
 def compare_with_bicubic(
     generator, images: Sequence[TrainingImage], scales: Sequence[int], border: int = 4
 ) -> list[ScaleScores]:
@@ -49,7 +43,7 @@ def compare_with_bicubic(
         for image in images:
             lr = make_lr(image.hr, scale)
             hr = image.hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
-            bicubic, sr = imresize(lr, scale), upscale_uint8(generator, lr, scale)
+            bicubic, sr = imresize(lr, scale), upscale_image(generator, lr, f"x{scale}")
             scores.append((psnr(bicubic, hr, border), psnr(sr, hr, border), ssim(bicubic, hr, border), ssim(sr, hr, border)))
         means = np.mean(np.asarray(scores), axis=0)
         rows.append(ScaleScores(scale, len(images), *map(float, means)))
