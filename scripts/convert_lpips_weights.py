@@ -1,53 +1,8 @@
 #!/usr/bin/env python
-"""Converts the published LPIPS weights (PyTorch) into the .npz the evaluation loads.
-
-    python scripts/convert_lpips_weights.py --net alex \\
-        --lpips alex.pth --backbone alexnet-owt-7be5be79.pth --out weights/lpips_alex.npz
-    python scripts/evaluate.py ... --lpips-weights weights/lpips_alex.npz
-
---lpips: LPIPS v0.1 linear layers, ``lpips/weights/v0.1/<net>.pth`` of
-github.com/richzhang/PerceptualSimilarity (also inside the ``lpips`` wheel:
-``pip download --no-deps lpips==0.1.4`` and unzip it). --backbone: torchvision's ImageNet
-weights, ``alexnet-owt-7be5be79.pth`` or ``vgg16-397923af.pth`` (download.pytorch.org/models/,
-or ``~/.cache/torch/hub/checkpoints`` after any torchvision use). PyTorch is not needed: the
-files are read directly (both torch's zip format and its legacy format).
-"""
-
-from __future__ import annotations
-
-import argparse
+"""LPIPS weight conversion from .pth; see ``--help``."""
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run from a checkout without installing the package
-    sys.path.insert(0, str(REPO))
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--net", choices=("alex", "vgg"), default="alex", help="LPIPS backbone (default alex)")
-    parser.add_argument("--lpips", type=Path, required=True, help="LPIPS linear-layer weights (.pth)")
-    parser.add_argument("--backbone", type=Path, required=True, help="torchvision backbone weights (.pth)")
-    parser.add_argument("--out", type=Path, required=True, help="the .npz to write")
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from eusr_perceptual.lpips import LPIPSUnavailable, load_lpips
-    from eusr_perceptual.lpips_weights import convert_lpips_weights, read_torch_state_dict, save_lpips_weights
-
-    try:
-        arrays = convert_lpips_weights(read_torch_state_dict(args.lpips), read_torch_state_dict(args.backbone), args.net)
-        path = save_lpips_weights(arrays, args.out)
-        load_lpips(path)  # the file must load before we call it done
-    except (FileNotFoundError, ValueError, LPIPSUnavailable) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"LPIPS-{args.net} weights written to {path}")
-    return 0
-
+from eusr_perceptual.cli.convert_lpips_weights import main
 
 if __name__ == "__main__":
     sys.exit(main())

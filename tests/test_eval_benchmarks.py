@@ -16,9 +16,9 @@ from eusr_perceptual.evaluation.benchmarks import discover_benchmark, load_pair
 from eusr_perceptual.evaluation.plots import most_textured_box
 from eusr_perceptual.evaluation.runner import Method, SummaryRow, evaluate_dataset, summarize
 from eusr_perceptual.evaluation.tables import format_table
-from eusr_perceptual.metrics import psnr, ssim
+from eusr_perceptual.metrics.fidelity import psnr, ssim
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
-from eusr_perceptual.niqe import niqe
+from eusr_perceptual.metrics.niqe import niqe
 from eusr_perceptual.resize import imresize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,11 +122,8 @@ def test_evaluate_script_writes_tables_plots_and_crops(tmp_path, photos, capsys)
     model = EUSR(EUSRConfig(channels=4, shared_blocks=1, scales=(2, 4, 8)))
     model.build()
     model.save(tmp_path / "tiny.keras")
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import evaluate as script
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    from eusr_perceptual.cli import evaluate as script
+
     out = tmp_path / "results"
     argv = ["--model", "bicubic", "--model", f"eusr={tmp_path / 'tiny.keras'}", "--data", str(tmp_path / "photos"),
             "--routes", "x4,x2x2,x8down", "--out", str(out), "--plot", "--crops", "coffee", "--tile", "0", "--quiet"]

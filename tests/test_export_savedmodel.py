@@ -131,11 +131,8 @@ def test_export_script(tmp_path, capsys):
     model = EUSR(EUSRConfig(channels=4, shared_blocks=1, scales=(4,)))
     model.build()
     model.save(tmp_path / "generator.keras")
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import export_savedmodel as script
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    from eusr_perceptual.cli import export as script
+
     (tmp_path / "sm" / "tiny" / "7").mkdir(parents=True)
     assert script.main([str(tmp_path), "--name", "tiny", "--out", str(tmp_path / "sm")]) == 0
     exported = tmp_path / "sm" / "tiny" / "8"  # the next free version

@@ -1,6 +1,5 @@
 """scripts/finetune_4pp.py: flags, presets, resume settings and the errors for missing inputs."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,15 +7,13 @@ import pytest
 
 from eusr_perceptual.configs.finetune import DEMO, PAPER
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "finetune_4pp.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("finetune_4pp", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from eusr_perceptual.cli import finetune_4pp
+
+    return finetune_4pp
 
 
 def config_of(script, *argv):

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eusr_perceptual.lpips import BACKBONE_CONVS, CHANNELS, LPIPSUnavailable, build_backbone, load_lpips
-from eusr_perceptual.lpips_weights import (
+from eusr_perceptual.metrics.lpips import BACKBONE_CONVS, CHANNELS, LPIPSUnavailable, build_backbone, load_lpips
+from eusr_perceptual.metrics.lpips_weights import (
     TORCHVISION_FEATURE_INDICES,
     convert_lpips_weights,
     read_torch_state_dict,
@@ -171,11 +171,8 @@ def test_conversion_script_end_to_end(tmp_path, monkeypatch):
     write_torch_file(linear, tmp_path / "alex.pth", True, monkeypatch)
     write_torch_file(backbone, tmp_path / "alexnet.pth", False, monkeypatch)
     monkeypatch.delitem(sys.modules, "torch")
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import convert_lpips_weights as script
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    from eusr_perceptual.cli import convert_lpips_weights as script
+
     out = tmp_path / "out" / "lpips_alex.npz"
     argv = ["--net", "alex", "--lpips", str(tmp_path / "alex.pth"), "--backbone", str(tmp_path / "alexnet.pth"), "--out", str(out)]
     assert script.main(argv) == 0

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from eusr_perceptual.metrics import (
+from eusr_perceptual.metrics.fidelity import (
     gaussian_window,
     psnr,
     psnr_tf,

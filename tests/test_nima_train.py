@@ -7,7 +7,6 @@ than running a step eagerly).
 """
 
 import csv
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -27,10 +26,9 @@ SMOKE = ["--weights", "none", "--crop-size", "32", "--phase1-batch-size", "4", "
 
 
 def train_nima_script():
-    spec = importlib.util.spec_from_file_location("train_nima_script", REPO / "scripts" / "train_nima.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from nima import cli
+
+    return cli
 
 
 def log_rows(run_dir, phase):

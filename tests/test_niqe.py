@@ -1,12 +1,14 @@
 """NIQE: the official pristine model, MATLAB semantics, and agreement with a reference."""
 
+from importlib import resources
+
 import numpy as np
 import pytest
 import skimage.data
 
-from eusr_perceptual import niqe as niqe_module
-from eusr_perceptual.metrics import rgb_to_y
-from eusr_perceptual.niqe import mscn, niqe, niqe_features, pristine_model
+from eusr_perceptual.metrics import niqe as niqe_module
+from eusr_perceptual.metrics.fidelity import rgb_to_y
+from eusr_perceptual.metrics.niqe import mscn, niqe, niqe_features, pristine_model
 from eusr_perceptual.resize import to_uint8_matlab
 
 # Reference values: BasicSR 1.4.2's calculate_niqe(img_bgr, crop_border, input_order="HWC",
@@ -34,7 +36,7 @@ def test_pristine_model_is_the_official_36_dimensional_mvg():
     np.testing.assert_allclose(cov, cov.T)
     # First entries of the official modelparameters.mat (mu_prisparam).
     np.testing.assert_allclose(mu[:3], [2.60131368, 0.90570272, 0.81204778], atol=1e-7)
-    with np.load(niqe_module.__file__.replace("niqe.py", "resources/niqe_pristine_params.npz")) as archive:
+    with resources.files("eusr_perceptual").joinpath(niqe_module.PRISTINE_PARAMS_FILE).open("rb") as handle, np.load(handle) as archive:
         assert "basicsr-1.4.2" in str(archive["provenance"])
 
 

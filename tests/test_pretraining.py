@@ -168,12 +168,8 @@ def test_xla_compiled_steps_train(images, tmp_path):
 
 
 def test_script_trains_saves_and_prints_the_table(tmp_path, capsys, monkeypatch):
-    import importlib.util
-    from pathlib import Path
+    from eusr_perceptual.cli import pretrain as script
 
-    spec = importlib.util.spec_from_file_location("pretrain_eusr", Path(__file__).parents[1] / "scripts" / "pretrain_eusr.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     run_dir = tmp_path / "run"
     assert script.main([
         "--steps", "2", "--checkpoint-every", "1", "--batch-size", "2", "--patch-size", "8", "--channels", "8",

@@ -137,11 +137,8 @@ def test_upscale_script_writes_pngs_and_reports_unreadable_files(tmp_path, tiny_
     Image.fromarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)).save(photos / "a.png")
     Image.fromarray(rng.integers(0, 256, (5, 6), dtype=np.uint8)).save(photos / "sub" / "b.jpg")
     (photos / "broken.png").write_bytes(b"not a png")
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import upscale as script
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    from eusr_perceptual.cli import upscale as script
+
     out = tmp_path / "out"
     status = script.main([str(tmp_path / "model.keras"), str(photos), "--out", str(out), "--tile", "4", "--overlap", "2"])
     captured = capsys.readouterr()

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from eusr_perceptual.evaluation.runner import SummaryRow  # noqa: E402
-from eusr_perceptual.metrics import rgb_to_y  # noqa: E402
+from eusr_perceptual.metrics.fidelity import rgb_to_y  # noqa: E402
 
 __all__ = ["most_textured_box", "plot_crops", "plot_perception_distortion"]
 

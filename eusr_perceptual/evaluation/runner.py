@@ -17,8 +17,8 @@ import numpy as np
 from eusr_perceptual.data.images import SkipReport, UnreadableImageError
 from eusr_perceptual.evaluation.benchmarks import Benchmark, load_pair
 from eusr_perceptual.inference import check_route, make_tile_function, route_factor, upscale_image
-from eusr_perceptual.metrics import psnr, ssim
-from eusr_perceptual.niqe import niqe
+from eusr_perceptual.metrics.fidelity import psnr, ssim
+from eusr_perceptual.metrics.niqe import niqe
 from eusr_perceptual.resize import imresize
 
 __all__ = ["BORDER", "DatasetResult", "ImageScores", "Method", "SummaryRow", "evaluate_dataset", "summarize"]

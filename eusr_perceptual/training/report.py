@@ -11,7 +11,7 @@ import numpy as np
 from eusr_perceptual.data.patches import make_lr
 from eusr_perceptual.data.sources import TrainingImage
 from eusr_perceptual.inference import upscale_image
-from eusr_perceptual.metrics import psnr, ssim
+from eusr_perceptual.metrics.fidelity import psnr, ssim
 from eusr_perceptual.resize import imresize
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from scipy.ndimage import correlate1d
 from scipy.special import gamma
 
-from eusr_perceptual.metrics import rgb_to_y
+from eusr_perceptual.metrics.fidelity import rgb_to_y
 from eusr_perceptual.resize import imresize, to_uint8_matlab
 
 __all__ = ["BLOCK_SIZE", "PRISTINE_PARAMS_FILE", "mscn", "niqe", "niqe_features", "pristine_model"]

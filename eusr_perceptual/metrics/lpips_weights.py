@@ -24,7 +24,7 @@ from typing import Mapping
 
 import numpy as np
 
-from eusr_perceptual.lpips import BACKBONE_CONVS, CHANNELS
+from eusr_perceptual.metrics.lpips import BACKBONE_CONVS, CHANNELS
 
 __all__ = ["TORCHVISION_FEATURE_INDICES", "convert_lpips_weights", "read_torch_state_dict", "save_lpips_weights"]
 
@@ -138,7 +138,7 @@ def _backbone_index(key: str) -> tuple[int, str] | None:
 def convert_lpips_weights(
     linear_state: Mapping[str, np.ndarray], backbone_state: Mapping[str, np.ndarray], net: str
 ) -> dict[str, np.ndarray]:
-    """Arrays for :func:`eusr_perceptual.lpips.load_lpips` from the two PyTorch state dicts.
+    """Arrays for :func:`eusr_perceptual.metrics.lpips.load_lpips` from the two PyTorch state dicts.
 
     Raises:
         ValueError: a layer is missing or has the wrong shape for ``net``.
