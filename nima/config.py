@@ -12,13 +12,11 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from eusr_perceptual.configs.base import Config, ConfigError, setting
+
 DATASETS = ("ava", "tid2013")
 SCORE_BINS = 10  # "probabilities of 10 score classes" (section 3.4): the scores 1..10
 LOSSES = ("squared_emd", "emd")
-
-
-def _field(default, help_text: str):
-    return dataclasses.field(default=default, metadata={"help": help_text})
 
 
 @dataclass(frozen=True)
@@ -55,46 +53,40 @@ class Phase:
 
 
 @dataclass(frozen=True)
-class NimaConfig:
+class NimaConfig(Config):
     """A score-predictor training run. Each field is a ``train_nima.py`` flag (``--phase1-epochs``
     for ``phase1_epochs``) whose help is the field's ``metadata["help"]``."""
 
-    dataset: str = _field("ava", "ava or tid2013 (set by --dataset)")
-    weights: str = _field("imagenet", "MobileNetV2 initialisation: imagenet (the paper), none, or a weights file path")
-    crop_size: int = _field(192, "side of the square crops fed to the network")
-    dropout: float = _field(0.75, "dropout rate before the new Dense layer (NIMA: 0.75)")
-    loss: str = _field("squared_emd", "squared_emd (paper eq. 1) or emd (NIMA's r=2 EMD with the square root)")
-    phase1_epochs: float = _field(5.0, "phase 1 epochs (only the new Dense layer trains)")
-    phase1_batch_size: int = _field(128, "phase 1 batch size (global, over all replicas)")
-    phase1_learning_rate: float = _field(1e-3, "phase 1 learning rate")
-    phase2_epochs: float = _field(5.0, "phase 2 epochs (the whole network fine-tunes)")
-    phase2_batch_size: int = _field(32, "phase 2 batch size (global, over all replicas)")
-    phase2_learning_rate: float = _field(1e-5, "phase 2 learning rate")
-    epochs_scale: float = _field(1.0, "multiplies both phases' epochs, e.g. 0.01 for a short trial run")
-    adam_beta_1: float = _field(0.9, "Adam beta_1")
-    adam_beta_2: float = _field(0.999, "Adam beta_2")
-    adam_epsilon: float = _field(1e-7, "Adam epsilon")
-    validation_size: int = _field(5000, "AVA only: images held out for validation (paper: about 5,000)")
-    validation_references: int = _field(3, "TID2013 only: the distorted versions of the first N reference images validate")
-    seed: int = _field(2018, "seed of the AVA split, the shuffling, crops, flips, Dense initialiser and dropout")
-    mixed_precision: bool = _field(False, "train with the mixed_float16 policy (outputs stay float32)")
-    jit_compile: bool = _field(False, "compile training steps with XLA")
-    run_eagerly: bool = _field(False, "debugging: run steps eagerly (on a CPU, 1-2 step smoke runs start faster)")
+    dataset: str = setting("ava", "ava or tid2013 (set by --dataset)", choices=DATASETS, flag=False)
+    weights: str = setting("imagenet", "MobileNetV2 initialisation: imagenet (the paper), none, or a weights file path")
+    crop_size: int = setting(192, "side of the square crops fed to the network")
+    dropout: float = setting(0.75, "dropout rate before the new Dense layer (NIMA: 0.75)")
+    loss: str = setting("squared_emd", "squared_emd (paper eq. 1) or emd (NIMA's r=2 EMD with the square root)",
+                        choices=LOSSES)
+    phase1_epochs: float = setting(5.0, "phase 1 epochs (only the new Dense layer trains)")
+    phase1_batch_size: int = setting(128, "phase 1 batch size (global, over all replicas)")
+    phase1_learning_rate: float = setting(1e-3, "phase 1 learning rate")
+    phase2_epochs: float = setting(5.0, "phase 2 epochs (the whole network fine-tunes)")
+    phase2_batch_size: int = setting(32, "phase 2 batch size (global, over all replicas)")
+    phase2_learning_rate: float = setting(1e-5, "phase 2 learning rate")
+    epochs_scale: float = setting(1.0, "multiplies both phases' epochs, e.g. 0.01 for a short trial run")
+    adam_beta_1: float = setting(0.9, "Adam beta_1")
+    adam_beta_2: float = setting(0.999, "Adam beta_2")
+    adam_epsilon: float = setting(1e-7, "Adam epsilon")
+    validation_size: int = setting(5000, "AVA only: images held out for validation (paper: about 5,000)")
+    validation_references: int = setting(3, "TID2013 only: the distorted versions of the first N reference images validate")
+    seed: int = setting(2018, "seed of the AVA split, the shuffling, crops, flips, Dense initialiser and dropout")
+    mixed_precision: bool = setting(False, "train with the mixed_float16 policy (outputs stay float32)")
+    jit_compile: bool = setting(False, "compile training steps with XLA")
+    run_eagerly: bool = setting(False, "debugging: run steps eagerly (on a CPU, 1-2 step smoke runs start faster)")
 
-    def __post_init__(self):
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+    def validate(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.crop_size < 32:
-            raise ValueError(f"crop_size must be at least 32 (MobileNetV2 downsamples 32x), got {self.crop_size}")
+            raise ConfigError(f"crop_size must be at least 32 (MobileNetV2 downsamples 32x), got {self.crop_size}")
         if self.epochs_scale <= 0:
-            raise ValueError(f"epochs_scale must be positive, got {self.epochs_scale}")
-
-    def replace(self, **changes) -> "NimaConfig":
-        return dataclasses.replace(self, **changes)
+            raise ConfigError(f"epochs_scale must be positive, got {self.epochs_scale}")
 
     @property
     def weights_argument(self) -> str | None:

@@ -26,12 +26,23 @@ def two_cpu_strategy():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
+def disable_op_determinism() -> None:
+    """The inverse of ``tf.config.experimental.enable_op_determinism`` (only in TF's private API)."""
+    from tensorflow.python.framework import config
+
+    config.disable_op_determinism()
+
+
 @pytest.fixture(autouse=True)
-def _reset_keras_state():
-    """Each test starts with float32 policy and a fresh Keras name scope."""
+def _reset_global_state():
+    """Each test starts with the float32 policy, op determinism off and a fresh Keras name
+    scope, and leaves them so: a test that changes them cannot change what later tests test
+    (op determinism, for one, makes Keras silently compile without XLA)."""
     import keras
 
     keras.mixed_precision.set_dtype_policy("float32")
+    disable_op_determinism()
     yield
     keras.mixed_precision.set_dtype_policy("float32")
+    disable_op_determinism()
     keras.backend.clear_session()

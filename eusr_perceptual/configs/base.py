@@ -84,7 +84,10 @@ def _from_plain(annotation, value: Any) -> Any:
     if value is None:
         return None
     if dataclasses.is_dataclass(annotation):
-        return annotation.from_dict(value) if issubclass(annotation, Config) else annotation(**value)
+        if issubclass(annotation, Config):
+            return annotation.from_dict(value)
+        hints = _resolve_types(annotation)
+        return annotation(**{name: _from_plain(hints[name], v) for name, v in value.items()})
     origin = typing.get_origin(annotation)
     if origin is tuple or annotation is tuple:
         args = typing.get_args(annotation)
@@ -133,16 +136,40 @@ class Config:
         return cls(**{name: _from_plain(hints[name], value) for name, value in values.items()})
 
     def differences(self, other: "Config") -> list[tuple[str, Any, Any]]:
-        """``(setting, self's value, other's value)`` for every differing field."""
-        return [(f.name, getattr(self, f.name), getattr(other, f.name))
-                for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+        """``(setting, self's value, other's value)`` for every differing field; nested
+        dataclasses are compared field by field (``model.channels``)."""
+        return _differences(self, other)
+
+
+def _differences(a: Any, b: Any) -> list[tuple[str, Any, Any]]:
+    found = []
+    for field in dataclasses.fields(a):
+        left, right = getattr(a, field.name), getattr(b, field.name)
+        if left == right:
+            continue
+        if dataclasses.is_dataclass(left) and type(left) is type(right):
+            found += [(f"{field.name}.{name}", x, y) for name, x, y in _differences(left, right)]
+        else:
+            found.append((field.name, left, right))
+    return found
 
 
 # -- command-line flags ----------------------------------------------------------------------
 
-def _flag_fields(cls) -> list[tuple[dataclasses.Field, Any]]:
+def _flag_fields(cls, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], dataclasses.Field, Any]]:
+    """``(path, field, type)`` of every flag field; a nested dataclass field contributes its own
+    fields under their names (``--channels`` for ``model.channels``)."""
     hints = _resolve_types(cls)
-    return [(f, _unwrap_optional(hints[f.name])) for f in dataclasses.fields(cls) if f.metadata.get("flag", True)]
+    found = []
+    for field in dataclasses.fields(cls):
+        kind = _unwrap_optional(hints[field.name])
+        if not field.metadata.get("flag", True):
+            continue
+        if dataclasses.is_dataclass(kind):
+            found += _flag_fields(kind, prefix + (field.name,))
+        else:
+            found.append((prefix + (field.name,), field, kind))
+    return found
 
 
 def _parse_float(text: str) -> float:
@@ -155,36 +182,61 @@ def _parse_tuple(inner):
     return parse
 
 
+def _value_at(config: Any, path: tuple[str, ...]) -> Any:
+    for name in path:
+        config = getattr(config, name)
+    return config
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config], defaults: Config | None = None) -> None:
     """Adds one flag per field of ``cls`` (see the module docstring); every flag defaults to
     None, meaning "keep the preset's value"."""
     group = parser.add_argument_group(f"{cls.__name__} settings (override the preset)")
-    for field, kind in _flag_fields(cls):
-        flag = "--" + field.name.replace("_", "-")
-        current = getattr(defaults, field.name) if defaults is not None else field.default
+    for path, field, kind in _flag_fields(cls):
+        name = path[-1]
+        flag = "--" + name.replace("_", "-")
+        current = _value_at(defaults, path) if defaults is not None else field.default
         help_text = f"{field.metadata.get('help', '')} (preset: {current})"
+        dest = ".".join(path)
         if kind is bool:
-            group.add_argument(flag, action="store_const", const=True, dest=field.name, help=help_text)
-            group.add_argument("--no-" + flag[2:], action="store_const", const=False, dest=field.name,
+            group.add_argument(flag, action="store_const", const=True, dest=dest, help=help_text)
+            group.add_argument("--no-" + flag[2:], action="store_const", const=False, dest=dest,
                                help=argparse.SUPPRESS)
         elif kind in (int, float, str):
-            group.add_argument(flag, type=_parse_float if kind is float else kind, dest=field.name,
-                               choices=field.metadata.get("choices"), help=help_text, metavar=field.name.upper())
+            group.add_argument(flag, type=_parse_float if kind is float else kind, dest=dest,
+                               choices=field.metadata.get("choices"), help=help_text, metavar=name.upper())
         elif typing.get_origin(kind) is tuple:
             inner = (typing.get_args(kind) or (str,))[0]
-            group.add_argument(flag, type=_parse_tuple(_parse_float if inner is float else inner), dest=field.name,
+            group.add_argument(flag, type=_parse_tuple(_parse_float if inner is float else inner), dest=dest,
                                help=help_text + "; comma-separated", metavar="A,B,...")
 
 
 def flag_overrides(args: argparse.Namespace, cls: type[Config]) -> dict[str, Any]:
-    """The settings the command line gave explicitly."""
-    return {f.name: getattr(args, f.name) for f, _ in _flag_fields(cls) if getattr(args, f.name, None) is not None}
+    """The settings the command line gave explicitly; nested ones as ``{"model": {"channels": 8}}``."""
+    changes: dict[str, Any] = {}
+    for path, _, _ in _flag_fields(cls):
+        value = getattr(args, ".".join(path), None)
+        if value is None:
+            continue
+        target = changes
+        for name in path[:-1]:
+            target = target.setdefault(name, {})
+        target[path[-1]] = value
+    return changes
+
+
+def apply_changes(config: C, changes: dict[str, Any]) -> C:
+    """``config`` with ``changes`` (nested dicts replace fields of nested dataclasses)."""
+    resolved = {name: apply_changes(getattr(config, name), value)
+                if isinstance(value, dict) and dataclasses.is_dataclass(getattr(config, name)) else value
+                for name, value in changes.items()}
+    return dataclasses.replace(config, **resolved) if not isinstance(config, Config) else config.replace(**resolved)
 
 
 def config_from_flags(args: argparse.Namespace, preset: C) -> C:
     """``preset`` with the command line's explicit settings applied."""
     try:
-        return preset.replace(**flag_overrides(args, type(preset)))
+        return apply_changes(preset, flag_overrides(args, type(preset)))
     except (ConfigError, TypeError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
 
@@ -210,11 +262,12 @@ def resumed_config(run_dir: Path, cls: type[C], changes: dict[str, Any]) -> C:
     """
     recorded = cls.from_dict(saved_config(run_dir))
     resumable = {f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable")}
-    refused = [(name, getattr(recorded, name), value) for name, value in changes.items()
-               if name not in resumable and getattr(recorded, name) != value]
+    wanted = apply_changes(recorded, changes)
+    refused = [(name, old, new) for name, old, new in recorded.differences(wanted)
+               if name.split(".")[0] not in resumable]
     if refused:
         lines = "\n".join(f"  {name}: run has {old!r}, command line asks {new!r}" for name, old, new in refused)
         allowed = ", ".join(sorted(resumable)) or "none"
         raise SystemExit(f"error: --resume continues {run_dir} with its recorded settings; these would change:\n"
                          f"{lines}\nOnly these settings may change on resume: {allowed}")
-    return recorded.replace(**{name: value for name, value in changes.items() if name in resumable})
+    return wanted

@@ -38,16 +38,26 @@ def registered_networks(role: str) -> tuple[str, ...]:
     return tuple(sorted(_BUILDERS[role]))
 
 
-def build_network(spec: Mapping[str, Any], role: str) -> keras.Model:
-    """Builds ``spec`` (``{"type": name, **options}``) registered for ``role``."""
+def build_network(spec: Mapping[str, Any], role: str, **context: Any) -> keras.Model:
+    """Builds ``spec`` (``{"type": name, **options}``) registered for ``role``.
+
+    ``context`` holds what the run decides (``scale`` of a generator, ``input_size`` of a
+    discriminator = the HR patch side); each item is passed when the builder takes it and the
+    spec does not set it.
+    """
+    import inspect
+
     import eusr_perceptual.models  # noqa: F401
 
     options = dict(spec)
     name = options.pop("type", None)
     if name not in _BUILDERS[role]:
         raise ValueError(f"unknown {role} type {name!r}; registered: {sorted(_BUILDERS[role])}")
+    builder = _BUILDERS[role][name]
+    accepted = inspect.signature(builder).parameters
+    options = {**{k: v for k, v in context.items() if k in accepted}, **options}
     try:
-        return _BUILDERS[role][name](**options)
+        return builder(**options)
     except TypeError as error:
         raise ValueError(f"{role} {name!r}: {error}") from None
 

@@ -14,63 +14,15 @@ schedule. ``fit``, callbacks, the progress bar and ``tf.distribute`` work unchan
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Callable
 
 import keras
 import tensorflow as tf
 from keras import ops
 
-from eusr_perceptual.models.eusr import EUSR, EUSRConfig
+from eusr_perceptual.configs.pretrain import PRETRAIN_PRESETS, PretrainConfig  # noqa: F401  (re-exported)
+from eusr_perceptual.models.eusr import EUSR
 from eusr_perceptual.training.gradients import minimize
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Every setting of a pre-training run. ``PRETRAIN_PRESETS`` holds the named ones."""
-
-    model: EUSRConfig = field(default_factory=EUSRConfig)
-    data: str = "div2k:data/DIV2K"
-    steps: int = 1_000_000
-    batch_size: int = 16
-    patch_size: int = 48
-    learning_rate: float = 1e-4
-    halve_every: int = 200_000
-    adam_beta_1: float = 0.9
-    adam_beta_2: float = 0.999
-    adam_epsilon: float = 1e-8
-    checkpoint_every: int = 10_000
-    #: Relative probabilities of training the x2, x4, x8 paths at a step. The paper draws
-    #: uniformly (None); the CPU demo favours the cheaper paths (the x8 path costs about 8x
-    #: the x2 path per step).
-    scale_weights: tuple[float, ...] | None = None
-    seed: int = 0
-    mixed_precision: bool = False
-    jit_compile: bool = False
-
-    def replace(self, **changes) -> "PretrainConfig":
-        model_changes = {k: changes.pop(k) for k in list(changes) if k in {f.name for f in dataclasses.fields(EUSRConfig)}}
-        config = dataclasses.replace(self, **changes)
-        return dataclasses.replace(config, model=dataclasses.replace(config.model, **model_changes)) if model_changes else config
-
-
-PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
-    # Section 4.1 as written.
-    "paper": PretrainConfig(),
-    # The embedded-photograph demo: a small EUSR that learns in minutes on a 2-core CPU.
-    "demo": PretrainConfig(
-        model=EUSRConfig(channels=16, shared_blocks=4, upscale_blocks=1),
-        data="skimage",
-        steps=4000,
-        batch_size=8,
-        patch_size=16,
-        learning_rate=1e-3,
-        halve_every=2500,
-        checkpoint_every=500,
-        scale_weights=(0.5, 0.35, 0.15),
-    ),
-}
 
 
 def learning_rate_schedule(config: PretrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:

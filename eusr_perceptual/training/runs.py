@@ -14,8 +14,9 @@ Every trainer of the project (EUSR pretraining, NIMA, 4PP-EUSR fine-tuning) trai
   sees exactly the batches the uninterrupted run would have seen;
 * a NaN or Inf in any logged loss stops the run before anything is saved, so the last good
   checkpoint stays the newest, and raises :class:`NonFiniteLossError`;
-* ``config.json`` (the run's dataclass), ``log.csv`` and TensorBoard scalars sit beside the
-  checkpoints.
+* ``config.json`` (the run's dataclass) is written once; a resume appends an entry to its
+  ``resumes`` list and never rewrites the original record; ``log.csv`` and TensorBoard
+  scalars sit beside the checkpoints.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -77,9 +79,27 @@ def write_json_atomically(path: Path, payload: Any) -> None:
 
 def config_to_dict(config: Any) -> Any:
     """A dataclass (possibly nested) as plain JSON-able data."""
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
     if dataclasses.is_dataclass(config):
         return dataclasses.asdict(config)
     return config
+
+
+def record_config(path: Path, config: Any, options: RunOptions, start_step: int) -> None:
+    """Writes ``config.json`` when a run starts; a resumed run keeps the original record and
+    appends ``{"at_step", "time", "total_steps", "config"}`` to its ``resumes`` list."""
+    entry = {"config": config_to_dict(config), "run": config_to_dict(options)}
+    if not path.is_file():
+        write_json_atomically(path, entry)
+        return
+    record = json.loads(path.read_text())
+    if start_step == 0 and not record.get("resumes"):
+        write_json_atomically(path, entry)  # restarted before its first checkpoint: a new start
+        return
+    record.setdefault("resumes", []).append({"at_step": start_step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                             "total_steps": options.total_steps, "config": entry["config"]})
+    write_json_atomically(path, record)
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -165,7 +185,7 @@ def fit_run(
     start_step = int(step.numpy())
     if start_step % options.checkpoint_every:
         raise ValueError(f"checkpoint step {start_step} is not a multiple of checkpoint_every={options.checkpoint_every}")
-    write_json_atomically(run_dir / "config.json", {"config": config_to_dict(config), "run": config_to_dict(options)})
+    record_config(run_dir / "config.json", config, options, start_step)
     if start_step >= options.total_steps:
         log.info("run in %s already finished (%d steps)", run_dir, start_step)
         return keras.callbacks.History()

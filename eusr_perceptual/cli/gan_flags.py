@@ -1,0 +1,114 @@
+"""The flags every adversarial entry point shares (``eusr-train-gan``, ``eusr-finetune-4pp``),
+generated from :class:`~eusr_perceptual.configs.gan.GANConfig` in one place, and the
+configuration they give: a preset with overrides, or on ``--resume`` the run's recorded one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Mapping
+
+from eusr_perceptual.configs.base import ConfigError, add_config_flags, flag_overrides, resumed_config
+from eusr_perceptual.configs.gan import GANConfig
+
+STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def add_gan_flags(parser: argparse.ArgumentParser, presets: Mapping[str, GANConfig], default: str) -> None:
+    parser.add_argument("--preset", choices=sorted(presets), default=default, help=f"named settings (default: {default})")
+    parser.add_argument("--list-presets", action="store_true", help="print every preset with its loss formula and exit")
+    parser.add_argument("--run-dir", type=Path, help="run folder (default: runs/<preset>_<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir with its config.json")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="default",
+                        help="tf.distribute strategy: mirrored (all local GPUs), multi-worker (TF_CONFIG), tpu")
+    parser.add_argument("--weight", type=_key_value, action="append", default=[], metavar="TERM=W",
+                        help="set a loss term's weight (0 = ablation), e.g. --weight l_g=0; repeatable")
+    parser.add_argument("--generator-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="override an option of the generator spec, e.g. num_block=8; repeatable")
+    parser.add_argument("--discriminator-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="override an option of the discriminator spec; repeatable")
+    parser.add_argument("--export-dir", type=Path, help="SavedModel base folder (default: saved_models)")
+    parser.add_argument("--export-name", help="SavedModel name (TF Serving --model_name; default: the preset)")
+    parser.add_argument("--eval-data", default="skimage",
+                        help="held-out images for the final table: skimage (embedded photographs) or a benchmark folder")
+    parser.add_argument("--no-eval", action="store_true", help="skip the final table")
+    parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up messages")
+    add_config_flags(parser, GANConfig, presets[default])
+
+
+def config_changes(args: argparse.Namespace, base: GANConfig) -> dict:
+    """The settings the command line changes relative to ``base``."""
+    changes = flag_overrides(args, GANConfig)
+    try:
+        if args.weight:
+            changes["terms"] = base.with_weights(dict(args.weight)).terms
+        for field, options in (("generator", args.generator_option), ("discriminator", args.discriminator_option)):
+            if options:
+                spec = getattr(base, field)
+                if spec is None:
+                    raise ConfigError(f"this preset has no {field}")
+                changes[field] = {**spec, **dict(options)}
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from None
+    return changes
+
+
+def gan_config_from_args(args: argparse.Namespace, presets: Mapping[str, GANConfig]) -> GANConfig:
+    """The preset with the command line's changes; on ``--resume``, the run's recorded settings
+    (any non-resumable change refused, naming the setting and both values)."""
+    if args.resume:
+        if args.run_dir is None:
+            raise SystemExit("error: --resume needs --run-dir (the folder of the run to continue)")
+        from eusr_perceptual.configs.base import saved_config
+
+        recorded = GANConfig.from_dict(saved_config(args.run_dir))
+        return resumed_config(args.run_dir, GANConfig, config_changes(args, recorded))
+    base = presets[args.preset]
+    try:
+        return base.replace(**config_changes(args, base))
+    except (ConfigError, TypeError) as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def list_presets(presets: Mapping[str, GANConfig]) -> str:
+    """One block per preset: name, description, loss formula, objective and networks."""
+    lines = []
+    for name, config in presets.items():
+        adversary = f"D {config.discriminator['type']} with {config.objective}" if config.discriminator else "no D"
+        lines.append(f"{name}\n    {config.description}\n    loss = {config.formula()}\n"
+                     f"    G {config.generator['type']} x{config.scale}; {adversary}; {config.order}")
+    return "\n".join(lines)
+
+
+def default_run_dir(name: str) -> Path:
+    return Path("runs") / f"{name}_{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def make_strategy(name: str):
+    """The ``--strategy`` as a ``tf.distribute`` strategy."""
+    import tensorflow as tf
+
+    try:
+        from eusr_perceptual.training.strategy import make_strategy as make
+    except ImportError:  # the multi-worker module is optional until it lands
+        make = None
+    if make is not None:
+        return make(name)
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name != "default":
+        raise SystemExit(f"error: --strategy {name} is not available in this version")
+    return tf.distribute.get_strategy()

@@ -1,0 +1,207 @@
+"""A whole adversarial run from a :class:`~eusr_perceptual.configs.gan.GANConfig`: networks from
+their specs, the trainer from its parts, data, checkpoints and exact resume, the float32
+generator, the SavedModel export and the final table against bicubic.
+
+Every GAN of the project (4PP-EUSR fine-tuning, SRGAN, ESRGAN, DP, AFM, Pan) runs through
+:func:`run_gan`; the entry points only parse flags.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from eusr_perceptual.configs.gan import GANConfig
+from eusr_perceptual.losses.adversarial import get_objective
+from eusr_perceptual.models.precision import float32_copy
+from eusr_perceptual.models.registry import build_network
+from eusr_perceptual.resize import round_to_uint8_tf
+from eusr_perceptual.training.gan import GANTrainer, Schedule
+from eusr_perceptual.training.producers import MultiPass, make_producer
+
+log = logging.getLogger(__name__)
+
+#: How each input of a run is made, for the message when it is missing.
+MAKERS = {
+    "init_from": ("pretrained generator", "eusr-pretrain --preset paper --data div2k:<root> --run-dir <dir>"
+                                          " (writes <dir>/generator.keras), or a PSNR-stage run of train_gan.py"),
+    "aesthetic": ("aesthetic (AVA) predictor", "nima-train --dataset ava --data-dir <AVA>"
+                                               " (writes runs/nima_ava/export/nima_ava.keras)"),
+    "subjective": ("subjective (TID2013) predictor", "nima-train --dataset tid2013 --data-dir <TID2013>"
+                                                     " (writes runs/nima_tid2013/export/nima_tid2013.keras)"),
+}
+
+
+class MissingInputError(SystemExit):
+    """A model file a run needs does not exist (the message names the command that makes it)."""
+
+
+def check_inputs(config: GANConfig) -> None:
+    """Fails before any data is loaded, naming the command that makes each missing input."""
+    needed = {"init_from": bool(config.init_from), **{name: True for name in config.predictors}}
+    for name, is_needed in needed.items():
+        path = getattr(config, name)
+        if is_needed and (not path or not Path(path).exists()):
+            what, maker = MAKERS[name]
+            where = f"not found at {path}" if path else f"not given (--{name.replace('_', '-')})"
+            raise MissingInputError(f"error: the {what} is {where}. Make it with:\n  {maker}")
+
+
+def load_trainable_generator(path: str) -> keras.Model:
+    """A Keras generator from a ``.keras`` file or a run folder (SavedModels cannot train)."""
+    from eusr_perceptual.models.loading import load_generator
+
+    generator = load_generator(path)
+    if not isinstance(generator, keras.Model):
+        raise SystemExit(f"error: {path} is a SavedModel; training needs the Keras generator (<run>/generator.keras)")
+    return generator
+
+
+def make_optimizer(config: GANConfig, learning_rate: float) -> keras.optimizers.Adam:
+    """Adam with the config's betas/epsilon; the rate multiplied by ``lr_gamma`` at each milestone."""
+    rate = learning_rate
+    if config.lr_milestones:
+        values = [learning_rate * config.lr_gamma ** i for i in range(len(config.lr_milestones) + 1)]
+        rate = keras.optimizers.schedules.PiecewiseConstantDecay(list(config.lr_milestones), values)
+    return keras.optimizers.Adam(rate, beta_1=config.adam_beta_1, beta_2=config.adam_beta_2,
+                                 epsilon=config.adam_epsilon)
+
+
+def build_generator(config: GANConfig) -> keras.Model:
+    if config.init_from:
+        generator = load_trainable_generator(config.init_from)
+    else:
+        generator = build_network(config.generator, "generator", scale=config.scale)
+        generator.build()
+    if config.scale not in generator.scales and not (config.producer == "multipass"):
+        raise SystemExit(f"error: the generator has paths {generator.scales}, the preset trains x{config.scale}")
+    if config.producer == "multipass" and {2, 4, 8} - set(generator.scales):
+        raise SystemExit(f"error: multi-pass upscaling needs x2, x4 and x8 paths; the generator has {generator.scales}")
+    return generator
+
+
+def build_discriminator(config: GANConfig) -> keras.Model | None:
+    if config.discriminator is None:
+        return None
+    return build_network(config.discriminator, "discriminator", input_size=config.hr_size)
+
+
+def build_gan_trainer(config: GANConfig, *, generator: keras.Model | None = None,
+                      resources: Mapping[str, Any] | None = None) -> GANTrainer:
+    """The compiled trainer of ``config`` (call inside the strategy scope).
+
+    Weight initialisation is seeded by ``config.seed``. ``generator`` and ``resources``
+    (e.g. ``{"aesthetic": model}``) replace what the config would load.
+    """
+    from nima.model import load_predictor
+
+    keras.utils.set_random_seed(config.seed)
+    generator = generator if generator is not None else build_generator(config)
+    discriminator = build_discriminator(config)
+    objective = get_objective(config.objective, **config.objective_options) if discriminator is not None else None
+    shared = dict(resources or {})
+    for name, path in config.predictors.items():
+        if name not in shared:
+            shared[name] = load_predictor(path)
+    trainer = GANTrainer(
+        generator, discriminator, make_producer(config.producer, config.scale, config.downscale), objective,
+        config.terms, Schedule(config.order, config.d_steps, config.d_warmup, config.ema_decay or None),
+        resources=shared, backbone_weights=None if config.backbone_weights == "none" else config.backbone_weights,
+    )
+    trainer.compile(g_optimizer=make_optimizer(config, config.g_learning_rate),
+                    d_optimizer=make_optimizer(config, config.d_learning_rate) if discriminator is not None else None)
+    return trainer
+
+
+def term_values(trainer: GANTrainer, batch) -> dict[str, float]:
+    """Every logged value of ``trainer`` on one batch, without an update (the step-0 log line)."""
+    values = trainer.test_step(batch)
+    for tracker in trainer.metrics:
+        tracker.reset_state()
+    return {name: float(value) for name, value in values.items()}
+
+
+def render_samples(trainer: GANTrainer, lr: np.ndarray, hr: np.ndarray) -> dict[str, np.ndarray]:
+    """TensorBoard strips of fixed patches: LR (nearest) | each SR image | HR, uint8."""
+    sr = trainer(tf.constant(lr, tf.float32))
+    scale = hr.shape[1] // lr.shape[1]
+    panels = [np.repeat(np.repeat(lr, scale, axis=1), scale, axis=2)]
+    if isinstance(trainer.producer, MultiPass):
+        panels += list(trainer.producer.split(sr).values())
+        tag = "lr_x4_x2x2_x8down_hr"
+    else:
+        panels.append(sr)
+        tag = "lr_sr_hr"
+    panels.append(hr)
+    strips = np.concatenate([round_to_uint8_tf(tf.cast(p, tf.float32)).numpy() for p in panels], axis=2)
+    return {tag: strips}
+
+
+@dataclass
+class GANRunResult:
+    generator: keras.Model
+    run_dir: Path
+    exported: Path | None
+    table: str | None
+
+
+def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy: tf.distribute.Strategy | None = None,
+            export_dir: Path | None = Path("saved_models"), export_name: str = "generator",
+            eval_data: str | None = "skimage", verbose: int | str = "auto",
+            resources: Mapping[str, Any] | None = None) -> GANRunResult:
+    """Trains ``config`` in ``run_dir`` (resuming it when asked), saves, exports and evaluates."""
+    from eusr_perceptual.data.patches import PatchSampler
+    from eusr_perceptual.data.sources import load_training_images, with_downscaled_copies
+    from eusr_perceptual.training.callbacks import TensorBoardImages
+    from eusr_perceptual.training.runs import RunOptions, fit_run
+
+    check_inputs(config)
+    if config.mixed_precision:
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+    images = load_training_images(config.data, scales=(config.scale,), min_side=config.hr_size)
+    if config.downscaled_copies:
+        images = with_downscaled_copies(images, 2)
+    sampler = PatchSampler(images, (config.scale,), config.patch_size, config.batch_size, config.seed)
+    log.info("%d training images (%s%s); run folder %s", len(sampler.images), config.data,
+             " + 2x-downscaled copies" if config.downscaled_copies else "", run_dir)
+
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        trainer = build_gan_trainer(config, resources=resources)
+    log.info("%s", trainer.describe())
+    log.info("generator %s parameters%s", f"{trainer.generator.count_params():,}",
+             f", discriminator {trainer.discriminator.count_params():,}" if trainer.discriminator is not None else "")
+    samples = sampler.batch(0)
+    log.info("step 0: %s", ", ".join(f"{k} {v:.5g}" for k, v in term_values(trainer, samples).items()))
+
+    options = RunOptions(run_dir, config.steps, config.checkpoint_every, resume=resume)
+    images_callback = TensorBoardImages(Path(run_dir) / "tensorboard", lambda: render_samples(trainer, *samples),
+                                        options.checkpoint_every)
+    started = time.time()
+    fit_run(trainer, sampler.dataset, options, config=config, callbacks=[images_callback],
+            checkpoint_objects=trainer.checkpoint_objects(), verbose=verbose)
+    log.info("training took %.1f s", time.time() - started)
+
+    generator = float32_copy(trainer.inference_generator)
+    generator.save(Path(run_dir) / "generator.keras")
+    exported = None
+    if export_dir is not None:
+        from eusr_perceptual.export import export_savedmodel
+
+        exported = export_savedmodel(generator, export_dir, export_name)
+    print(f"\nGenerator saved to {Path(run_dir) / 'generator.keras'}" + (f" and exported to {exported}" if exported else ""))
+    table = None
+    if eval_data:
+        from eusr_perceptual.training.evaluation import final_table
+
+        baseline = load_trainable_generator(config.init_from) if config.producer == "multipass" else None
+        table = final_table(config, generator, eval_data, Path(run_dir), baseline=baseline)
+        print("\n" + table)
+    return GANRunResult(generator, Path(run_dir), exported, table)

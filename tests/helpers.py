@@ -1,0 +1,85 @@
+"""Shared test helpers: tiny networks, a stand-in NIMA predictor, deterministic batches, and
+"a short run changes D and G and nothing else", reused by every trainer test."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from eusr_perceptual.models.eusr import EUSR, EUSRConfig
+from nima.model import MeanScore
+
+TINY_EUSR = EUSRConfig(channels=8, shared_blocks=1, upscale_blocks=0, scale_aware_blocks=1)
+
+
+def tiny_eusr() -> EUSR:
+    generator = EUSR(TINY_EUSR)
+    generator.build()
+    return generator
+
+
+def stand_in_predictor(name: str, seed: int) -> keras.Model:
+    """A predictor with NIMA's call contract (dict with ``mean_score`` and ``features``) and a
+    BatchNormalization layer, so that a predictor that updated its statistics would be caught."""
+    images = keras.Input((None, None, 3), name="images")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(images)
+    x = keras.layers.Conv2D(8, 3, strides=4, kernel_initializer=keras.initializers.GlorotUniform(seed))(x)
+    x = keras.layers.BatchNormalization()(x)
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
+    distribution = keras.layers.Dense(
+        10, activation="softmax", kernel_initializer=keras.initializers.GlorotUniform(seed + 1), dtype="float32"
+    )(pooled)
+    outputs = {
+        "distribution": distribution,
+        "mean_score": MeanScore(dtype="float32")(distribution),
+        "features": keras.layers.Activation("linear", dtype="float32")(pooled),
+    }
+    predictor = keras.Model(images, outputs, name=name)
+    predictor.trainable = False
+    return predictor
+
+
+def make_dataset(lr_size: int, hr_size: int, batch: int = 2):
+    """``make_dataset(start_step)``: the batch of step s depends on s only."""
+
+    def for_start(start_step: int) -> tf.data.Dataset:
+        def make(step):
+            seed = tf.stack([step, tf.constant(7, tf.int64)])
+            lr = tf.random.stateless_uniform((batch, lr_size, lr_size, 3), seed, 0.0, 255.0)
+            hr = tf.random.stateless_uniform((batch, hr_size, hr_size, 3), seed + 1, 0.0, 255.0)
+            return lr, hr
+
+        return tf.data.Dataset.counter(start_step).map(make)
+
+    return for_start
+
+
+def snapshot(models: dict) -> dict[str, list[np.ndarray]]:
+    """Every weight (trainable or not, e.g. BatchNormalization statistics) per named model."""
+    return {name: [np.array(v) for v in model.weights] for name, model in models.items() if model is not None}
+
+
+def changed(before: dict, models: dict) -> set[str]:
+    """Names of the models any of whose weights differ from ``before``."""
+    after = snapshot(models)
+    return {name for name in before if any(not np.array_equal(a, b) for a, b in zip(before[name], after[name]))}
+
+
+def trainer_models(trainer) -> dict:
+    """The networks of a GANTrainer and every shared frozen network it uses."""
+    models = {"generator": trainer.generator, "discriminator": trainer.discriminator}
+    models.update({name: model for name, model in trainer.resources.items() if hasattr(model, "weights")})
+    return models
+
+
+def assert_short_run_changes_only_g_and_d(trainer, dataset, steps: int = 2) -> dict:
+    """Runs ``steps`` compiled steps; asserts finite logs, that G and D (when present) changed
+    and nothing else did (frozen predictors and loss networks, BN statistics included)."""
+    models = trainer_models(trainer)
+    before = snapshot(models)
+    history = trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0).history
+    assert all(np.isfinite(values).all() for values in history.values()), history
+    expected = {"generator"} | ({"discriminator"} if trainer.discriminator is not None else set())
+    assert changed(before, models) == expected
+    return history
