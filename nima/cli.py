@@ -13,16 +13,14 @@ config.json), metrics.json, and export/nima_<dataset>.keras + export/nima_<datas
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 
+from eusr_perceptual.cli.errors import reports_usage_errors
+from eusr_perceptual.configs.base import add_config_flags, config_from_flags, flag_overrides, resumed_config
 from nima.config import DATASETS, PRESETS, NimaConfig
-
-FLAG_TYPES = {"int": int, "float": float, "str": str}
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,27 +31,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--multi-gpu", action="store_true", help="tf.distribute.MirroredStrategy over all GPUs")
     parser.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
-    for field in dataclasses.fields(NimaConfig):
-        if field.name == "dataset":
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        help_text = f"{field.metadata['help']} (AVA {getattr(PRESETS['ava'], field.name)}, TID2013 {getattr(PRESETS['tid2013'], field.name)})"
-        if field.type == "bool":
-            parser.add_argument(flag, action="store_const", const=True, dest=field.name, help=field.metadata["help"])
-        else:
-            parser.add_argument(flag, type=FLAG_TYPES[field.type], dest=field.name, help=help_text)
+    add_config_flags(parser, NimaConfig)
     return parser.parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> NimaConfig:
-    changes = {
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(NimaConfig)
-        if field.name != "dataset" and getattr(args, field.name) is not None
-    }
-    return PRESETS[args.dataset].replace(**changes)
+    """The dataset's preset with the flags' overrides; on --resume, the run's recorded settings
+    (phase1/config.json), any changed setting refused by name."""
+    if args.resume and args.run_dir is not None and (args.run_dir / "phase1" / "config.json").is_file():
+        config = resumed_config(args.run_dir / "phase1", NimaConfig, flag_overrides(args, NimaConfig))
+        if config.dataset != args.dataset:
+            raise SystemExit(f"error: --resume: {args.run_dir} is a {config.dataset} run, not {args.dataset}")
+        return config
+    return config_from_flags(args, PRESETS[args.dataset])
 
 
+@reports_usage_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     from nima.datasets import LAYOUTS, DatasetLayoutError, LabelFileError, load_dataset

@@ -10,9 +10,11 @@ the quality of patches, not the whole given image." Hence:
   change exactly the sharpness and artefacts the predictors judge): the image is centred and
   mirrored outward (symmetric reflection, repeated as often as needed) up to the crop size.
 
-Images are decoded lazily (AVA has 255,000 files) with :func:`load_rgb8` in ``tf.data``
-(grayscale, RGBA, palette and 16-bit files become 8-bit RGB). A file that cannot be read is
-skipped: it is reported once, with a warning, in the dataset's ``SkipReport``.
+Images are decoded lazily (AVA has 255,000 files) with :func:`load_rgb8` in ``tf.data``, the
+project's one image reader, so that the predictors see files as training, evaluation and
+upscaling do: upright (EXIF orientation), 16-bit scaled by bit depth, grayscale, RGBA and
+palette files as 8-bit RGB. A file that cannot be read (corrupt, truncated, a decompression
+bomb) is skipped: it is reported once, with a warning, in the dataset's ``SkipReport``.
 
 Training data follow the convention of :func:`eusr_perceptual.training.runs.fit_run`: the
 dataset built for ``start_step`` yields the batches of steps ``start_step, start_step + 1, ...``

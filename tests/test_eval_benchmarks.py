@@ -2,7 +2,6 @@
 
 import csv
 import math
-import sys
 from pathlib import Path
 
 import keras
@@ -19,7 +18,7 @@ from eusr_perceptual.evaluation.tables import format_table
 from eusr_perceptual.metrics.fidelity import psnr, ssim
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.metrics.niqe import niqe
-from eusr_perceptual.resize import imresize
+from eusr_perceptual.resize import RESIZE_CONVENTIONS, imresize, imresize_uint8, to_uint8_matlab
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,6 +75,9 @@ def test_missing_or_empty_folders_are_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no image"):
         discover_benchmark(tmp_path / "empty", 4)
+    (tmp_path / "photo.png").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match="is a file, expected a folder"):
+        discover_benchmark(tmp_path / "photo.png", 4)
     embedded = discover_benchmark("skimage", 4)
     assert [i.name for i in embedded.images] == ["astronaut", "chelsea", "coffee"]
 
@@ -89,7 +91,9 @@ def test_scores_follow_the_paper_protocol_and_skips_are_counted(tmp_path, photos
     scores = {s.image: s for s in result.scores}
     (coffee,) = [i for i in discover_benchmark(tmp_path / "set", 4).images if i.name == "coffee"]
     lr, hr = load_pair(coffee, 4)
-    sr = imresize(lr, scale=4)
+    # Default convention "double": LR and bicubic resized in double, rounded once.
+    np.testing.assert_array_equal(lr, to_uint8_matlab(imresize(photos["coffee"] / 255.0, 0.25) * 255.0))
+    sr = to_uint8_matlab(imresize(lr / 255.0, 4) * 255.0)
     assert scores["coffee"].psnr == pytest.approx(psnr(sr, hr, border=4))
     assert scores["coffee"].ssim == pytest.approx(ssim(sr, hr, border=4))
     assert scores["coffee"].niqe == pytest.approx(niqe(sr, border=4))
@@ -97,6 +101,28 @@ def test_scores_follow_the_paper_protocol_and_skips_are_counted(tmp_path, photos
     (row,) = summarize(result)
     assert row.images == 2 and row.niqe_images == 1 and row.niqe == pytest.approx(scores["coffee"].niqe)
     np.testing.assert_array_equal(result.kept["coffee"]["bicubic"], sr)
+    assert result.title == "set x4 (Y channel, 4-px border cropped; MATLAB bicubic LR, double convention)"
+
+    native = evaluate_dataset(discover_benchmark(tmp_path / "set", 4), [Method("bicubic")], progress=False, lr_convention="uint8")
+    lr8 = imresize(photos["coffee"], 0.25)  # MATLAB's uint8 imresize: rounded after each pass
+    sr8 = imresize(lr8, scale=4)
+    assert {s.image: s for s in native.scores}["coffee"].psnr == pytest.approx(psnr(sr8, hr, border=4))
+    assert not np.array_equal(sr8, sr) and "uint8 convention" in native.title
+    with pytest.raises(ValueError, match="unknown LR convention"):
+        evaluate_dataset(discover_benchmark(tmp_path / "set", 4), [Method("bicubic")], progress=False, lr_convention="single")
+
+
+def test_lr_conventions_differ_only_in_rounding():
+    hr = skimage.data.astronaut()[:64, :48]
+    double, native = make_lr(hr, 4, "double"), make_lr(hr, 4, "uint8")
+    assert RESIZE_CONVENTIONS == ("double", "uint8") and make_lr(hr, 4).tobytes() == double.tobytes()
+    np.testing.assert_array_equal(native, imresize(hr, 0.25))
+    np.testing.assert_array_equal(double, to_uint8_matlab(imresize(hr.astype(np.float64) / 255, 0.25) * 255))
+    difference = np.abs(double.astype(int) - native.astype(int))
+    assert difference.max() == 1 and 0 < (difference > 0).mean() < 0.5
+    np.testing.assert_array_equal(imresize_uint8(native, 4, "uint8"), imresize(native, 4))
+    with pytest.raises(ValueError, match="uint8 image"):
+        imresize_uint8(hr.astype(np.float32), 4)
 
 
 def test_tables_show_lpips_na_with_the_reason():
@@ -132,11 +158,13 @@ def test_evaluate_script_writes_tables_plots_and_crops(tmp_path, photos, capsys)
     for label in ("bicubic", "eusr [x4]", "eusr [x2x2]", "eusr [x8down]"):
         assert label in printed
     assert "LPIPS n/a: no LPIPS weights given" in printed
+    assert "photos x4 (Y channel, 4-px border cropped; MATLAB bicubic LR, double convention)" in printed
     with open(out / "photos_x4.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["method"] for r in rows] == ["bicubic", "eusr [x4]", "eusr [x2x2]", "eusr [x8down]"]
     assert all(r["lpips"] == "" and float(r["psnr"]) > 0 and r["niqe_images"] == "1" for r in rows)
-    assert (out / "photos_x4.md").read_text().startswith("### photos x4")
+    assert {r["lr"] for r in rows} == {"MATLAB bicubic LR, double convention"}
+    assert (out / "photos_x4.md").read_text().startswith("### photos x4 (Y channel, 4-px border cropped; MATLAB bicubic LR, double")
     assert (out / "photos_x4_images.csv").is_file()
     for figure in ("perception_distortion.png", "crops_photos_coffee.png"):
         assert Image.open(out / figure).size[0] > 100

@@ -1,7 +1,14 @@
-"""LPIPS: torchvision-shaped backbones, torch-free weight conversion, no random numbers."""
+"""LPIPS: torchvision-shaped backbones, torch-free weight conversion, no random numbers.
+
+Weights files are untrusted: pickles that would run code (``os.system``, ``builtins.exec``)
+and crafted tensor headers (out-of-bounds strides, huge shapes, negative offsets, storages
+longer than the file) must be refused with a clear error, in both of torch's formats.
+"""
 
 import io
+import os
 import pickle
+import shlex
 import subprocess
 import sys
 import types
@@ -14,7 +21,9 @@ import pytest
 
 from eusr_perceptual.metrics.lpips import BACKBONE_CONVS, CHANNELS, LPIPSUnavailable, build_backbone, load_lpips
 from eusr_perceptual.metrics.lpips_weights import (
+    MAX_ELEMENTS,
     TORCHVISION_FEATURE_INDICES,
+    TorchFileError,
     convert_lpips_weights,
     read_torch_state_dict,
     save_lpips_weights,
@@ -40,9 +49,13 @@ def fake_alex_states(seed=0):
     return linear, backbone
 
 
-def write_torch_file(state, path, legacy, monkeypatch):
+def write_torch_file(state, path, legacy, monkeypatch, views=None, counts=None):
     """Writes ``state`` as torch.save would (zip or legacy format), without torch: the
-    pickle references torch._utils._rebuild_tensor_v2 and torch.FloatStorage by name."""
+    pickle references torch._utils._rebuild_tensor_v2 and torch.FloatStorage by name.
+
+    ``views`` maps a tensor name to a crafted ``(offset, size, stride)``; ``counts`` maps it
+    to a crafted element count of its storage (the legacy format's count field)."""
+    views, counts = views or {}, counts or {}
     torch_module, utils_module = types.ModuleType("torch"), types.ModuleType("torch._utils")
 
     class FloatStorage:
@@ -62,15 +75,17 @@ def write_torch_file(state, path, legacy, monkeypatch):
             self.key, self.array = key, array
 
     class Tensor:
-        def __init__(self, ref, array):
-            self.ref, self.array = ref, array
+        def __init__(self, ref, view):
+            self.ref, self.view = ref, view
 
         def __reduce__(self):
-            stride = tuple(s // self.array.itemsize for s in self.array.strides)
-            return _rebuild_tensor_v2, (self.ref, 0, self.array.shape, stride, False, OrderedDict())
+            return _rebuild_tensor_v2, (self.ref, *self.view, False, OrderedDict())
+
+    def contiguous_view(array):
+        return 0, array.shape, tuple(s // array.itemsize for s in array.strides)
 
     refs = {name: StorageRef(str(i), np.ascontiguousarray(a, np.float32)) for i, (name, a) in enumerate(state.items())}
-    wrapped = OrderedDict((name, Tensor(refs[name], refs[name].array)) for name in state)
+    wrapped = OrderedDict((name, Tensor(refs[name], views.get(name) or contiguous_view(refs[name].array))) for name in state)
 
     class Pickler(pickle.Pickler):
         def persistent_id(self, obj):
@@ -86,8 +101,8 @@ def write_torch_file(state, path, legacy, monkeypatch):
                 pickle.dump(header, stream, protocol=2)
             stream.write(body.getvalue())
             pickle.dump([ref.key for ref in refs.values()], stream, protocol=2)
-            for ref in refs.values():
-                stream.write(np.int64(ref.array.size).tobytes() + ref.array.tobytes())
+            for name, ref in refs.items():
+                stream.write(np.int64(counts.get(name, ref.array.size)).tobytes() + ref.array.tobytes())
     else:
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr("archive/data.pkl", body.getvalue())
@@ -112,6 +127,154 @@ def test_reader_refuses_arbitrary_pickles(tmp_path):
     path = tmp_path / "evil.pth"
     path.write_bytes(pickle.dumps(subprocess.Popen, protocol=2))
     with pytest.raises(ValueError, match="not a PyTorch state dict"):
+        read_torch_state_dict(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Payloads that would run code if unpickled with plain pickle.load.
+
+
+class SystemPayload:
+    """Unpickling calls ``os.system("touch <marker>")`` (pickled as the global posix.system)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+class ExecPayload:
+    """Unpickling calls ``builtins.exec`` on code writing the marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+# The global each payload references, as the refusal names it (protocol 2 writes builtins as __builtin__).
+PAYLOADS = {"os.system": (SystemPayload, f"{os.system.__module__}.system"), "builtins.exec": (ExecPayload, "__builtin__.exec")}
+LEGACY_HEADERS = (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True})
+
+
+def evil_file(path, marker, payload, where):
+    """A .pth whose pickle at ``where`` is the payload: ``zip`` (data.pkl), or in the legacy
+    stream the ``magic`` header (plain pickle.load read it before the fix), the ``state``
+    dict or the storage-``keys`` list."""
+    evil = pickle.dumps(PAYLOADS[payload][0](marker), protocol=2)
+    if where == "zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("archive/data.pkl", evil)
+        return path
+    parts = [pickle.dumps(h, protocol=2) for h in LEGACY_HEADERS] + [pickle.dumps(OrderedDict(), protocol=2), pickle.dumps([], protocol=2)]
+    parts[{"magic": 0, "state": 3, "keys": 4}[where]] = evil
+    path.write_bytes(b"".join(parts))
+    return path
+
+
+@pytest.mark.parametrize("payload", sorted(PAYLOADS))
+def test_payloads_are_live(tmp_path, payload):
+    """Control: plain pickle.load of each payload does write the marker."""
+    marker = tmp_path / "ran"
+    pickle.loads(pickle.dumps(PAYLOADS[payload][0](marker), protocol=2))
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("where", ["zip", "magic", "state", "keys"])
+@pytest.mark.parametrize("payload", sorted(PAYLOADS))
+def test_code_in_a_weights_file_never_runs(tmp_path, payload, where):
+    marker = tmp_path / "ran"
+    path = evil_file(tmp_path / "evil.pth", marker, payload, where)
+    with pytest.raises(TorchFileError, match=f"refused to load the global {PAYLOADS[payload][1]}"):
+        read_torch_state_dict(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("payload", sorted(PAYLOADS))
+def test_conversion_script_refuses_code_in_either_file(tmp_path, monkeypatch, capsys, payload):
+    from eusr_perceptual.cli import convert_lpips_weights as script
+
+    linear, backbone = fake_alex_states()
+    write_torch_file(backbone, tmp_path / "alexnet.pth", False, monkeypatch)
+    monkeypatch.delitem(sys.modules, "torch")
+    marker, out = tmp_path / "ran", tmp_path / "lpips.npz"
+    for where in ("magic", "zip"):
+        evil = evil_file(tmp_path / f"evil_{where}.pth", marker, payload, where)
+        assert script.main(["--lpips", str(evil), "--backbone", str(tmp_path / "alexnet.pth"), "--out", str(out)]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: ") and error.count("\n") == 1 and PAYLOADS[payload][1] in error
+    assert not marker.exists() and not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Crafted tensor headers.
+
+TEN = np.arange(16, dtype=np.float32).reshape(4, 4)
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
+@pytest.mark.parametrize(
+    "view,message",
+    [
+        ((0, (4, 4), (4, 2)), "reads element 18 of storage 0, which has 16"),      # out-of-bounds stride
+        ((0, (20,), (1,)), "reads element 19 of storage 0, which has 16"),          # past the end (was read silently)
+        ((0, (2**20, 2**20), (0, 0)), f"more than {MAX_ELEMENTS}"),                # huge shape, before allocating
+        ((-4, (4,), (1,)), "negative tensor offset"),                               # negative offset
+        ((0, (4, 4), (-4, 1)), "negative tensor offset, size or stride"),           # negative stride
+        ((0, (4, 4.0), (4, 1)), "must be integers"),
+    ],
+    ids=["stride", "past-end", "huge", "negative-offset", "negative-stride", "float-size"],
+)
+def test_crafted_tensor_headers_are_refused(tmp_path, monkeypatch, legacy, view, message):
+    path = tmp_path / "crafted.pth"
+    write_torch_file({"w": TEN}, path, legacy, monkeypatch, views={"w": view})
+    monkeypatch.delitem(sys.modules, "torch")
+    with pytest.raises(TorchFileError, match=message):
+        read_torch_state_dict(path)
+
+
+def test_strided_views_inside_the_storage_are_read(tmp_path, monkeypatch):
+    path = tmp_path / "view.pth"
+    write_torch_file({"w": TEN}, path, True, monkeypatch, views={"w": (1, (2, 3), (5, 2))})
+    monkeypatch.delitem(sys.modules, "torch")
+    np.testing.assert_array_equal(read_torch_state_dict(path)["w"], [[1, 3, 5], [6, 8, 10]])
+
+
+@pytest.mark.parametrize("count,message", [(2**40, "claims 1099511627776 elements"), (15, "claims 15 elements"), (-1, "claims -1")])
+def test_legacy_storage_sizes_must_match_the_header_and_the_file(tmp_path, monkeypatch, count, message):
+    path = tmp_path / "counted.pth"
+    write_torch_file({"w": TEN}, path, True, monkeypatch, counts={"w": count})
+    monkeypatch.delitem(sys.modules, "torch")
+    with pytest.raises(TorchFileError, match=message):
+        read_torch_state_dict(path)
+
+
+def test_zip_storage_shorter_than_its_header_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "short.pth"
+    write_torch_file({"w": TEN}, path, False, monkeypatch)
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    entries["archive/data/0"] = entries["archive/data/0"][:32]
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    monkeypatch.delitem(sys.modules, "torch")
+    with pytest.raises(TorchFileError, match="archive/data/0 unpacks to 32 bytes; its header says 64 bytes"):
+        read_torch_state_dict(path)
+
+
+def test_zip_entries_that_unpack_beyond_the_archive_are_refused(tmp_path, monkeypatch):
+    path = tmp_path / "deflated.pth"
+    write_torch_file({"w": np.zeros((64, 64), np.float32)}, path, False, monkeypatch)
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:  # 16 kB of zeros -> a few bytes
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    monkeypatch.delitem(sys.modules, "torch")
+    with pytest.raises(TorchFileError, match=r"archive/data/0 unpacks to 16384 bytes; the archive has \d+"):
         read_torch_state_dict(path)
 
 

@@ -132,6 +132,19 @@ def test_ava_labels_are_normalised_and_malformed_lines_reported_by_number(ava_tr
     assert "AVA.txt:8" in caplog.text
 
 
+def test_ava_vote_counts_overflowing_int64_are_counted_skips(tmp_path):
+    good = "1 900010 1 2 3 4 5 6 7 8 9 10 0 0 1396"
+    huge = f"2 900011 {2**63} 2 3 4 5 6 7 8 9 10 0 0 1396"                    # one count > int64
+    total = f"3 900012 {' '.join([str(2**62)] * 10)} 0 0 1396"                 # each fits, the sum does not
+    big_id = f"4 {2**70} 1 2 3 4 5 6 7 8 9 10 0 0 1396"
+    (tmp_path / "AVA.txt").write_text("\n".join([good, huge, total, big_id]) + "\n")
+    report = SkipReport()
+    ids, distributions = read_ava_labels(tmp_path / "AVA.txt", report)
+    assert ids.tolist() == [900010] and distributions.shape == (1, 10)
+    assert [name for name, _ in report.skipped] == ["AVA.txt:2", "AVA.txt:3", "AVA.txt:4"]
+    assert all("does not fit in int64" in reason for _, reason in report.skipped)
+
+
 def test_ava_split_is_seeded_and_skips_missing_images(ava_tree):
     root, special = ava_tree
     data = load_ava(root, validation_size=4, seed=3)
@@ -229,6 +242,28 @@ def test_tid2013_malformed_lines_and_missing_files(tmp_path):
     (tmp_path / "mos_std.txt").write_text("\n".join(std[:-1]) + "\n")
     with pytest.raises(LabelFileError, match="20 lines but mos_std.txt has 19"):
         load_tid2013(tmp_path)
+
+
+def test_tid2013_non_finite_values_and_duplicate_names_are_counted_skips(tmp_path):
+    make_tid_tree(tmp_path, references=range(1, 6), distortions=range(1, 3), levels=range(1, 3))
+    mos = (tmp_path / "mos_with_names.txt").read_text().splitlines()
+    std = (tmp_path / "mos_std.txt").read_text().splitlines()
+    std[1] = "inf"                                   # line 2: passed "std > 0" before, NaN loss later
+    mos[3] = f"nan {mos[3].split()[1]}"              # line 4
+    std[4] = "-inf"                                  # line 5
+    mos[9] = f"4.0 {mos[2].split()[1].upper()}"      # line 10: the name of line 3 again (other case)
+    (tmp_path / "mos_with_names.txt").write_text("\n".join(mos) + "\n")
+    (tmp_path / "mos_std.txt").write_text("\n".join(std) + "\n")
+    report = SkipReport()
+    labels = read_tid2013_labels(tmp_path, report)
+    assert [name for name, _ in report.skipped] == [f"mos_with_names.txt/mos_std.txt line {n}" for n in (2, 4, 5, 10)]
+    reasons = [reason for _, reason in report.skipped]
+    assert "inf is not a finite number" in reasons[0] and "MOS nan" in reasons[1] and "-inf" in reasons[2]
+    assert "labelled twice: lines 3 and 10" in reasons[3]
+    assert len(labels.names) == 16 and np.isfinite(labels.std).all() and np.isfinite(labels.mos).all()
+    data = load_tid2013(tmp_path, validation_references=3)
+    assert len(data.train) + len(data.validation) == 16
+    assert np.isfinite(data.train.distributions).all() and np.isfinite(data.validation.distributions).all()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 """Tiled inference, self-ensemble, routes, model loading and scripts/upscale.py."""
 
-import sys
 from pathlib import Path
 
 import keras
@@ -9,6 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from eusr_perceptual.data.images import decode_pixels, read_image
 from eusr_perceptual.inference import (
     check_route,
     make_tile_function,
@@ -16,11 +16,12 @@ from eusr_perceptual.inference import (
     routes_of,
     run_route,
     tile_boxes,
+    upscale_decoded,
     upscale_image,
 )
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.models.loading import GeneratorLoadError, load_generator
-from eusr_perceptual.resize import round_to_uint8_tf
+from eusr_perceptual.resize import imresize, round_to_uint8_tf, to_uint8_matlab
 
 REPO = Path(__file__).resolve().parents[1]
 # Receptive-field radius of the tiny EUSR's x4 path in LR pixels is about 33 (x8: 36): an
@@ -144,7 +145,102 @@ def test_upscale_script_writes_pngs_and_reports_unreadable_files(tmp_path, tiny_
     captured = capsys.readouterr()
     assert status == 1 and "broken.png" in captured.err and "2 upscaled, 1 failed" in captured.out
     a, b = np.asarray(Image.open(out / "a_x4.png")), np.asarray(Image.open(out / "sub" / "b_x4.png"))
-    assert a.shape == (36, 28, 3) and a.dtype == np.uint8 and b.shape == (20, 24, 3)
+    assert a.shape == (36, 28, 3) and a.dtype == np.uint8 and b.shape == (20, 24)  # b.jpg is grayscale
     assert script.main([str(tmp_path / "model.keras"), str(photos / "a.png"), "--out", str(out), "--route", "x8down"]) == 2
     assert "no x8down route" in capsys.readouterr().err
     assert script.main([str(tmp_path / "model.keras"), str(tmp_path / "missing.png")]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# What upscale.py writes: the kind of the file kept, unique names, checked output folder.
+
+
+def run_upscale(*argv):
+    from eusr_perceptual.cli import upscale as script
+
+    return script.main([str(a) for a in argv])
+
+
+def test_grayscale_stays_gray_and_alpha_is_kept(tmp_path, tiny_x4_only):
+    rng = np.random.default_rng(6)
+    gray = rng.integers(0, 256, (6, 5), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (5, 7, 4), dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray(np.dstack([gray, gray[::-1]])).save(tmp_path / "graya.png")
+    tiny_x4_only.save(tmp_path / "model.keras")
+    out = tmp_path / "out"
+    assert run_upscale(tmp_path / "model.keras", tmp_path / "gray.png", tmp_path / "rgba.png", tmp_path / "graya.png", "--out", out) == 0
+
+    written = Image.open(out / "gray_x4.png")
+    assert written.mode == "L" and written.size == (20, 24)
+    colour = upscale_image(tiny_x4_only, np.repeat(gray[..., None], 3, axis=-1), tile=None)
+    assert not (colour[..., 0] == colour[..., 1]).all()  # the model does tint a gray input...
+    np.testing.assert_array_equal(np.asarray(written), to_uint8_matlab(colour.mean(axis=-1)))  # ...the file is gray
+
+    written = Image.open(out / "rgba_x4.png")
+    assert written.mode == "RGBA" and written.size == (28, 20)
+    pixels = np.asarray(written)
+    np.testing.assert_array_equal(pixels[..., 3], imresize(rgba[..., 3], scale=4))  # MATLAB bicubic alpha
+    np.testing.assert_array_equal(pixels[..., :3], upscale_image(tiny_x4_only, rgba[..., :3], tile=None))  # straight colour
+
+    written = Image.open(out / "graya_x4.png")
+    assert written.mode == "LA" and np.array_equal(np.asarray(written)[..., 1], imresize(gray[::-1].copy(), scale=4))
+
+
+def test_upscale_decoded_returns_what_pil_writes_back(tiny_eusr):
+    rng = np.random.default_rng(7)
+    gray = decode_pixels(rng.integers(0, 256, (4, 4), dtype=np.uint8))
+    assert upscale_decoded(tiny_eusr, gray, "x2", tile=None).shape == (8, 8)
+    rgba = decode_pixels(rng.integers(0, 256, (4, 3, 4), dtype=np.uint8))
+    assert upscale_decoded(tiny_eusr, rgba, "x2x2", tile=None).shape == (16, 12, 4)
+
+
+def test_exif_orientation_is_applied_before_upscaling(tmp_path, tiny_x4_only):
+    pixels = np.random.default_rng(8).integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(pixels).save(tmp_path / "portrait.png", exif=exif.tobytes())
+    tiny_x4_only.save(tmp_path / "model.keras")
+    assert run_upscale(tmp_path / "model.keras", tmp_path / "portrait.png", "--out", tmp_path / "out") == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "portrait.png").rgb, np.rot90(pixels, -1))
+    assert Image.open(tmp_path / "out" / "portrait_x4.png").size == (12, 20)
+
+
+def test_same_stem_inputs_get_distinct_names_and_nothing_is_overwritten(tmp_path, tiny_x4_only, capsys):
+    rng = np.random.default_rng(9)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    first, second = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8), rng.integers(0, 256, (6, 3, 3), dtype=np.uint8)
+    Image.fromarray(first).save(photos / "photo.png")
+    Image.fromarray(second).save(photos / "photo.bmp")
+    Image.fromarray(first).save(photos / "other.png")
+    tiny_x4_only.save(tmp_path / "model.keras")
+    out = tmp_path / "out"
+    assert run_upscale(tmp_path / "model.keras", photos, photos / "other.png", "--out", out) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["other_x4.png", "photo_bmp_x4.png", "photo_png_x4.png"]
+    assert Image.open(out / "photo_png_x4.png").size == (20, 16) and Image.open(out / "photo_bmp_x4.png").size == (12, 24)
+    assert "3 upscaled, 0 failed" in printed and "replaced" not in printed  # other.png was given twice: done once
+
+    assert run_upscale(tmp_path / "model.keras", photos / "other.png", "--out", out) == 0
+    assert "replaced the earlier file" in capsys.readouterr().out
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    Image.fromarray(first).save(tmp_path / "a" / "x.png")
+    Image.fromarray(second).save(tmp_path / "b" / "x.png")
+    fresh = tmp_path / "fresh"
+    assert run_upscale(tmp_path / "model.keras", tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "--out", fresh) == 2
+    error = capsys.readouterr().err
+    assert "same output file" in error and "a/x.png" in error and "b/x.png" in error and not fresh.exists()
+
+
+def test_a_bad_output_folder_is_a_one_line_error(tmp_path, tiny_x4_only, capsys):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "in.png")
+    tiny_x4_only.save(tmp_path / "model.keras")
+    (tmp_path / "taken").write_text("a file")
+    cases = {tmp_path / "taken": "is a file, expected a folder", tmp_path / "taken" / "sub": "cannot be created"}
+    for out, message in cases.items():
+        assert run_upscale(tmp_path / "model.keras", tmp_path / "in.png", "--out", out) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: --out") and message in error and error.count("\n") == 1

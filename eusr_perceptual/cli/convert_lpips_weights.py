@@ -9,7 +9,8 @@ github.com/richzhang/PerceptualSimilarity (also inside the ``lpips`` wheel:
 ``pip download --no-deps lpips==0.1.4`` and unzip it). --backbone: torchvision's ImageNet
 weights, ``alexnet-owt-7be5be79.pth`` or ``vgg16-397923af.pth`` (download.pytorch.org/models/,
 or ``~/.cache/torch/hub/checkpoints`` after any torchvision use). PyTorch is not needed: the
-files are read directly (both torch's zip format and its legacy format).
+files are read directly (both torch's zip format and its legacy format), through a restricted
+unpickler: a file that references anything but tensors is refused, nothing in it runs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from eusr_perceptual.cli.errors import UsageError, reports_usage_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,18 +31,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@reports_usage_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     from eusr_perceptual.metrics.lpips import LPIPSUnavailable, load_lpips
     from eusr_perceptual.metrics.lpips_weights import convert_lpips_weights, read_torch_state_dict, save_lpips_weights
 
+    arrays = convert_lpips_weights(read_torch_state_dict(args.lpips), read_torch_state_dict(args.backbone), args.net)
+    path = save_lpips_weights(arrays, args.out)
     try:
-        arrays = convert_lpips_weights(read_torch_state_dict(args.lpips), read_torch_state_dict(args.backbone), args.net)
-        path = save_lpips_weights(arrays, args.out)
         load_lpips(path)  # the file must load before we call it done
-    except (FileNotFoundError, ValueError, LPIPSUnavailable) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except LPIPSUnavailable as error:
+        raise UsageError(str(error)) from error
     print(f"LPIPS-{args.net} weights written to {path}")
     return 0
 

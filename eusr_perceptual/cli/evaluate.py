@@ -12,6 +12,11 @@ embedded held-out photographs). As 4PP-EUSR section 5, metrics are on the Y chan
 pixels cropped at each border (LPIPS: RGB, same crop). Writes, under --out, per dataset
 ``<dataset>_x<s>.csv``, ``.md`` and ``_images.csv``, plus ``perception_distortion.png``
 (with --plot) and ``crops_<dataset>_<image>.png`` (with --crops).
+
+LR images a dataset does not ship, and the bicubic baseline, are MATLAB bicubic under
+--lr-convention: ``double`` (default; resize in double, round once, as BasicSR's
+generate_bicubic_img.m) reproduces 4PP-EUSR Table 2's bicubic rows; ``uint8`` is MATLAB's
+native uint8 imresize (rounded after each pass). Every table names the LR source.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import logging
 import sys
 from pathlib import Path
 
+from eusr_perceptual.cli.errors import UsageError, prepare_output_folder, reports_usage_errors
+from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,6 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="x4 routes of 4PP-EUSR's Table 3 to score per model, comma-separated from "
                              "x4,x2x2,x8down (only with --scale 4; default: the x<scale> path)")
     parser.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)")
+    parser.add_argument("--lr-convention", choices=RESIZE_CONVENTIONS, default=DEFAULT_RESIZE_CONVENTION,
+                        help="how LR images and the bicubic baseline are made: double (resize in double, round once; "
+                             "reproduces 4PP-EUSR Table 2; default) or uint8 (MATLAB's uint8 imresize)")
     parser.add_argument("--lpips-weights", type=Path, help="LPIPS .npz from scripts/convert_lpips_weights.py")
     parser.add_argument("--plot", action="store_true", help="save the perception-distortion plot (PSNR vs NIQE)")
     parser.add_argument("--crops", default="", help="comma-separated image names for side-by-side crop figures "
@@ -45,17 +55,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_methods(args: argparse.Namespace) -> list:
-    """One Method per (model, route); bicubic once. Fails before any work on a bad model."""
+def model_specs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``(label, path)`` per --model (path ``"bicubic"`` for the baseline), each model path
+    checked (exists, can hold a model) without loading anything."""
+    from eusr_perceptual.models.loading import check_model_path
+
+    specs = []
+    for spec in args.model:
+        label, _, path = spec.rpartition("=")
+        if path != "bicubic":
+            check_model_path(path)
+        specs.append((label, path))
+    return specs
+
+
+def build_methods(args: argparse.Namespace, specs: list[tuple[str, str]]) -> list:
+    """One Method per (model, route); bicubic once."""
     from eusr_perceptual.evaluation.runner import Method
     from eusr_perceptual.models.loading import load_generator
 
     routes = [f"x{args.scale}"] if args.routes is None else [r.strip() for r in args.routes.split(",") if r.strip()]
     if args.routes is not None and args.scale != 4:
-        raise ValueError("--routes are the x4 routes of 4PP-EUSR; use them with --scale 4")
+        raise UsageError("--routes are the x4 routes of 4PP-EUSR; use them with --scale 4")
     methods = []
-    for spec in args.model:
-        label, _, path = spec.rpartition("=")
+    for label, path in specs:
         if path == "bicubic":
             methods.append(Method(label or "bicubic", route=f"x{args.scale}"))
             continue
@@ -63,44 +86,43 @@ def build_methods(args: argparse.Namespace) -> list:
         label = label or (Path(path).parent.name if Path(path).name.isdigit() else Path(path).stem)
         for route in routes:
             row = label if len(routes) == 1 else f"{label} [{route}]"
-            methods.append(Method(row, route=route, model=model, tile=args.tile or None, overlap=args.overlap,
-                                  self_ensemble=args.self_ensemble))
+            try:
+                methods.append(Method(row, route=route, model=model, tile=args.tile or None, overlap=args.overlap,
+                                      self_ensemble=args.self_ensemble))
+            except ValueError as error:  # the model lacks the route
+                raise UsageError(str(error)) from error
     return methods
 
 
+@reports_usage_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from eusr_perceptual.data.images import UnreadableImageError
     from eusr_perceptual.evaluation.benchmarks import discover_benchmark
     from eusr_perceptual.evaluation.runner import evaluate_dataset, summarize
     from eusr_perceptual.evaluation.tables import format_table, write_image_scores_csv, write_summary_csv
     from eusr_perceptual.metrics.lpips import LPIPSUnavailable, load_lpips
-    from eusr_perceptual.models.loading import GeneratorLoadError
 
-    try:
-        benchmarks = [discover_benchmark(folder, args.scale) for folder in args.data]
-        methods = build_methods(args)
-    except (FileNotFoundError, GeneratorLoadError, ValueError, UnreadableImageError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    specs = model_specs(args)  # before any data or model is loaded
+    benchmarks = [discover_benchmark(folder, args.scale) for folder in args.data]
+    prepare_output_folder(args.out)
+    methods = build_methods(args, specs)
     try:
         lpips, lpips_reason = load_lpips(args.lpips_weights), None
     except LPIPSUnavailable as error:
         lpips, lpips_reason = None, str(error)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     crops = [name.strip() for name in args.crops.split(",") if name.strip()]
     summaries, found_crops = {}, set()
     for benchmark in benchmarks:
-        result = evaluate_dataset(benchmark, methods, lpips=lpips, keep=crops, progress=not args.quiet)
+        result = evaluate_dataset(benchmark, methods, lpips=lpips, keep=crops, progress=not args.quiet,
+                                  lr_convention=args.lr_convention)
         rows = summarize(result)
         summaries[benchmark.name] = rows
         stem = args.out / f"{benchmark.name}_x{args.scale}"
-        title = f"{benchmark.name} x{args.scale} (Y channel, 4-px border cropped)"
-        print("\n" + format_table(title, rows, lpips_reason, result.skips.count))
-        (stem.parent / f"{stem.name}.md").write_text(format_table(title, rows, lpips_reason, result.skips.count, markdown=True))
-        write_summary_csv(stem.parent / f"{stem.name}.csv", benchmark.name, args.scale, rows, lpips_reason)
+        print("\n" + format_table(result.title, rows, lpips_reason, result.skips.count))
+        (stem.parent / f"{stem.name}.md").write_text(format_table(result.title, rows, lpips_reason, result.skips.count, markdown=True))
+        write_summary_csv(stem.parent / f"{stem.name}.csv", benchmark.name, args.scale, rows, lpips_reason, result.lr_source)
         write_image_scores_csv(stem.parent / f"{stem.name}_images.csv", result.scores)
         for name, images in result.kept.items():
             from eusr_perceptual.evaluation.plots import plot_crops

@@ -7,6 +7,15 @@ MODEL is a .keras file, a run folder holding generator.keras, or a SavedModel fo
 Images of any size run as overlapping tiles (--tile LR pixels, --overlap LR pixels of context
 per side), so memory stays bounded; only the uint8 output grows with the image. A file that
 cannot be read is reported and skipped; the exit status is 1 if any input failed.
+
+Files are read upright (EXIF orientation applied). A grayscale file gives a grayscale PNG, a
+file with alpha an RGBA (or gray + alpha) PNG whose alpha is upscaled by MATLAB bicubic.
+
+Output names: ``<stem>_<route>.png`` (folder inputs keep their sub-folders). When several
+inputs would get the same name (``photo.jpg`` and ``photo.png``), each of them keeps its
+extension in the name instead (``photo_jpg_x4.png``, ``photo_png_x4.png``); names that still
+clash are refused before anything runs, so no output overwrites another. A file left by an
+earlier run is replaced, and the report line says so.
 """
 
 from __future__ import annotations
@@ -14,8 +23,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections import defaultdict
 from pathlib import Path
 
+from eusr_perceptual.cli.errors import PathUsageError, UsageError, prepare_output_folder, reports_usage_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,58 +43,99 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def output_jobs(inputs: list[Path], out: Path, route: str) -> list[tuple[Path, Path]]:
-    """``(source, destination PNG)`` pairs; folder inputs keep their sub-folder structure.
-
-    Raises:
-        FileNotFoundError: an input does not exist.
-    """
+def _sources(inputs: list[Path]) -> list[tuple[Path, Path]]:
+    """``(image file, output sub-folder)`` per input image, each file once."""
     from eusr_perceptual.data.images import list_image_files
 
-    jobs = []
+    found, seen = [], set()
     for source in inputs:
         if source.is_dir():
-            jobs += [(path, out / path.relative_to(source).parent / f"{path.stem}_{route}.png") for path in list_image_files(source)]
+            pairs = [(path, path.relative_to(source).parent) for path in list_image_files(source)]
         elif source.is_file():
-            jobs.append((source, out / f"{source.stem}_{route}.png"))
+            pairs = [(source, Path())]
         else:
-            raise FileNotFoundError(f"input not found: {source}")
+            raise PathUsageError(f"input not found: {source}")
+        for path, folder in pairs:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                found.append((path, folder))
+    return found
+
+
+def output_jobs(inputs: list[Path], out: Path, route: str) -> list[tuple[Path, Path]]:
+    """``(source, destination PNG)`` pairs with distinct destinations (see the module doc).
+
+    Names are compared case-insensitively, as on macOS and Windows file systems.
+
+    Raises:
+        PathUsageError: an input does not exist.
+        UsageError: two inputs would still write the same file.
+    """
+    sources = _sources(inputs)
+
+    def key(destination: Path) -> str:
+        return str(destination).casefold()
+
+    plain = [out / folder / f"{path.stem}_{route}.png" for path, folder in sources]
+    counts = defaultdict(int)
+    for destination in plain:
+        counts[key(destination)] += 1
+    jobs = [
+        (path, destination if counts[key(destination)] == 1 else out / folder / f"{path.stem}_{path.suffix.lstrip('.')}_{route}.png")
+        for (path, folder), destination in zip(sources, plain)
+    ]
+    by_destination = defaultdict(list)
+    for path, destination in jobs:
+        by_destination[key(destination)].append(path)
+    clashes = [paths for paths in by_destination.values() if len(paths) > 1]
+    if clashes:
+        names = "; ".join(" and ".join(str(p) for p in paths) for paths in clashes)
+        raise UsageError(f"these inputs would be written to the same output file: {names} (rename one, or upscale them separately)")
     return jobs
 
 
+@reports_usage_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from PIL import Image
 
-    from eusr_perceptual.data.images import UnreadableImageError, load_rgb8
-    from eusr_perceptual.inference import check_route, make_tile_function, upscale_image
-    from eusr_perceptual.models.loading import GeneratorLoadError, load_generator
+    from eusr_perceptual.data.images import UnreadableImageError, read_image
+    from eusr_perceptual.inference import check_route, make_tile_function, upscale_decoded
+    from eusr_perceptual.models.loading import check_model_path, load_generator
 
     route = args.route or f"x{args.scale or 4}"
-    try:
-        jobs = output_jobs(args.inputs, args.out, route)
-        model = load_generator(args.model)
-        check_route(model, route)
-    except (FileNotFoundError, GeneratorLoadError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    check_model_path(args.model)
+    jobs = output_jobs(args.inputs, args.out, route)
     if not jobs:
-        print("error: no image files among the inputs", file=sys.stderr)
-        return 2
+        raise UsageError(f"no image files among the inputs ({', '.join(map(str, args.inputs))})")
+    prepare_output_folder(args.out)
+    model = load_generator(args.model)
+    try:
+        check_route(model, route)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
     tile_function = make_tile_function(model, route, args.self_ensemble)
     failed = 0
     for source, destination in jobs:
         try:
-            lr = load_rgb8(source)
+            image = read_image(source)
         except (UnreadableImageError, FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             failed += 1
             continue
-        sr = upscale_image(model, lr, route, tile=args.tile or None, overlap=args.overlap, tile_function=tile_function)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(sr).save(destination)
-        print(f"{source} ({lr.shape[1]}x{lr.shape[0]}) -> {destination} ({sr.shape[1]}x{sr.shape[0]})")
+        sr = upscale_decoded(model, image, route, tile=args.tile or None, overlap=args.overlap, tile_function=tile_function)
+        replaced = destination.exists()
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(sr).save(destination, format="PNG")
+        except OSError as error:
+            print(f"error: cannot write {destination}: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        kind = ("grayscale" if image.grayscale else "RGB") + (" + alpha" if image.alpha is not None else "")
+        note = ", replaced the earlier file" if replaced else ""
+        print(f"{source} ({image.rgb.shape[1]}x{image.rgb.shape[0]}) -> {destination} ({sr.shape[1]}x{sr.shape[0]} {kind}{note})")
     print(f"{len(jobs) - failed} upscaled, {failed} failed")
     return 1 if failed else 0
 

@@ -23,15 +23,21 @@ import tensorflow as tf
 
 from eusr_perceptual.data.images import SkipReport
 from eusr_perceptual.data.sources import EmptySourceError, TrainingImage
-from eusr_perceptual.resize import imresize
+from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, imresize_uint8
 
 log = logging.getLogger(__name__)
 
 
-def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
-    """The MATLAB-bicubic LR of ``hr`` after cropping it to a multiple of ``scale`` (uint8)."""
+def make_lr(hr: np.ndarray, scale: int, convention: str = DEFAULT_RESIZE_CONVENTION) -> np.ndarray:
+    """The MATLAB-bicubic LR of uint8 ``hr`` after cropping it to a multiple of ``scale`` (uint8).
+
+    ``convention`` is one of :data:`~eusr_perceptual.resize.RESIZE_CONVENTIONS`: ``"double"``
+    (resize in double, round once, as BasicSR's ``generate_bicubic_img.m``; reproduces
+    4PP-EUSR Table 2) or ``"uint8"`` (MATLAB's native uint8 ``imresize``, rounding after each
+    pass); see :func:`~eusr_perceptual.resize.imresize_uint8`.
+    """
     height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
-    return imresize(hr[:height, :width], 1.0 / scale)
+    return imresize_uint8(hr[:height, :width], 1.0 / scale, convention)
 
 
 def augment_pair(lr: np.ndarray, hr: np.ndarray, rotations: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +59,7 @@ class PatchSampler:
         batch_size: patches per step (16 in the paper).
         seed: the run's data seed.
         augment: random rot90 and flips, identical for LR and HR.
+        lr_convention: how LR images are made when the source ships none (:func:`make_lr`).
     """
 
     def __init__(
@@ -66,8 +73,10 @@ class PatchSampler:
         report: SkipReport | None = None,
         workers: int = 8,
         scale_weights: Sequence[float] | None = None,
+        lr_convention: str = DEFAULT_RESIZE_CONVENTION,
     ):
         self.scales = tuple(int(s) for s in scales)
+        self.lr_convention = lr_convention
         weights = np.ones(len(self.scales)) if scale_weights is None else np.asarray(scale_weights, np.float64)
         if weights.shape != (len(self.scales),) or (weights < 0).any() or weights.sum() <= 0:
             raise ValueError(f"scale_weights must be {len(self.scales)} non-negative numbers, got {scale_weights}")
@@ -91,7 +100,7 @@ class PatchSampler:
 
         def lr_for(args):
             image, scale = args
-            return image.lr[scale] if scale in image.lr else make_lr(image.hr, scale)
+            return image.lr[scale] if scale in image.lr else make_lr(image.hr, scale, self.lr_convention)
 
         jobs = [(image, scale) for scale in self.scales for image in self.images]
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

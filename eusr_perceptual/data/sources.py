@@ -1,4 +1,5 @@
-"""Where training images come from: a folder, DIV2K's release layout, TFDS ``div2k``, or the
+"""Where training images come from: a folder, DIV2K's or Flickr2K's release layout, TFDS
+``div2k``, a prepared store (``store:<path>``, :mod:`eusr_perceptual.data.store`), or the
 photographs scikit-image ships inside its wheel (the embedded default for demos and tests).
 
 Every source returns :class:`TrainingImage` records (HR uint8 RGB plus any LR images the
@@ -16,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from eusr_perceptual.cli.errors import ValueUsageError
 from eusr_perceptual.data.images import SkipReport, list_image_files, load_many, load_rgb8
 
 log = logging.getLogger(__name__)
@@ -32,12 +34,13 @@ DIV2K_HELP = (
     "DIV2K is expected in its release layout: <root>/DIV2K_train_HR/0001.png ... and optionally "
     "<root>/DIV2K_train_LR_bicubic/X2/0001x2.png (likewise X4, X8; and DIV2K_valid_*). Download "
     "the archives from the NTIRE 2017 DIV2K page (data.vision.ee.ethz.ch/cvl/DIV2K) and unzip "
-    "them into one folder."
+    "them into one folder. Flickr2K likewise: <root>/Flickr2K_HR/000001.png and optionally "
+    "<root>/Flickr2K_LR_bicubic/X2/000001x2.png."
 )
 
 
-class EmptySourceError(ValueError):
-    """A data source produced no usable image."""
+class EmptySourceError(ValueUsageError):
+    """A data source produced no usable image (a usage error: one line, exit status 2)."""
 
 
 @dataclass
@@ -57,31 +60,70 @@ def skimage_photograph_paths(split: str = "train") -> list[Path]:
     return [Path(skimage.data.data_dir) / name for name in names]
 
 
-def _records(paths: Sequence[Path], report: SkipReport, min_side: int) -> list[TrainingImage]:
+@dataclass(frozen=True)
+class SourceFile:
+    """One training image file and the LR files its source ships, keyed by scale."""
+
+    name: str
+    hr: Path
+    lr: dict[int, Path] = field(default_factory=dict)
+
+
+def _release_files(root: Path, sets: Sequence[str], scales: Sequence[int]) -> list[SourceFile]:
+    """DIV2K/Flickr2K release layout: ``<root>/<set>_HR/<name>.png`` and, when shipped,
+    ``<root>/<set>_LR_bicubic/X<s>/<name>x<s>.png``."""
+    files = []
+    for name in sets:
+        hr_dir = root / f"{name}_HR"
+        if not hr_dir.is_dir():
+            raise FileNotFoundError(f"missing {hr_dir}. {DIV2K_HELP}")
+        for path in list_image_files(hr_dir):
+            shipped = {scale: root / f"{name}_LR_bicubic" / f"X{scale}" / f"{path.stem}x{scale}.png" for scale in scales}
+            files.append(SourceFile(path.stem, path, {s: p for s, p in shipped.items() if p.is_file()}))
+    return files
+
+
+def source_files(spec: str | Path, scales: Sequence[int] = (2, 4, 8)) -> list[SourceFile]:
+    """The image files of a file-based source (every ``--data`` form but ``tfds:`` and ``store:``).
+
+    Raises:
+        FileNotFoundError: the folder or layout is missing (the message says what is expected).
+    """
+    spec = str(spec)
+    if spec == "skimage" or spec.startswith("skimage:"):
+        split = spec.split(":", 1)[1] if ":" in spec else "train"
+        return [SourceFile(path.stem, path) for path in skimage_photograph_paths(split)]
+    if spec.startswith("div2k:"):
+        match = re.fullmatch(r"div2k:(.+?)(?::(train|valid|train\+valid))?", spec)
+        splits = (match.group(2) or "train").split("+")
+        return _release_files(Path(match.group(1)), [f"DIV2K_{split}" for split in splits], scales)
+    if spec.startswith("flickr2k:"):
+        return _release_files(Path(spec[len("flickr2k:"):]), ["Flickr2K"], scales)
+    return [SourceFile(path.stem, path) for path in list_image_files(spec)]
+
+
+def _records(files: Sequence[SourceFile], report: SkipReport, min_side: int) -> list[TrainingImage]:
     def accept(path: Path, image: np.ndarray) -> str | None:
         if min(image.shape[:2]) < min_side:
             return f"{image.shape[1]}x{image.shape[0]} is smaller than the {min_side} px the patches need"
         return None
 
-    return [TrainingImage(path.stem, image) for path, image in load_many(paths, report, accept)]
+    by_path = {file.hr: file for file in files}
+    return [
+        TrainingImage(by_path[path].name, image, {s: load_rgb8(p) for s, p in by_path[path].lr.items()})
+        for path, image in load_many(list(by_path), report, accept)
+    ]
 
 
-def _div2k_records(root: Path, splits: Sequence[str], scales: Sequence[int], report: SkipReport, min_side: int):
-    records = []
-    for split in splits:
-        hr_dir = root / f"DIV2K_{split}_HR"
-        if not hr_dir.is_dir():
-            raise FileNotFoundError(f"missing {hr_dir}. {DIV2K_HELP}")
-        for record in _records(list_image_files(hr_dir), report, min_side):
-            for scale in scales:
-                lr_path = root / f"DIV2K_{split}_LR_bicubic" / f"X{scale}" / f"{record.name}x{scale}.png"
-                if lr_path.is_file():
-                    record.lr[scale] = load_rgb8(lr_path)
-            records.append(record)
-    return records
+def parse_tfds_spec(spec: str) -> tuple[str, str, str | None]:
+    """``tfds:<name>[:<split>][@<data_dir>]`` as (name with config, split, data dir)."""
+    body, _, data_dir = spec[len("tfds:"):].partition("@")
+    name, _, split = body.partition(":")
+    return (name if "/" in name else f"{name}/bicubic_x2"), split or "train", data_dir or None
 
 
-def _tfds_records(name: str, split: str, data_dir: str | None, min_side: int, report: SkipReport):
+def tfds_hr_images(name: str, split: str, data_dir: str | None, start: int = 0, count: int | None = None):
+    """Yields ``(index, hr)`` for examples ``start, start + 1, ...`` (``count`` of them, or all)."""
     import tensorflow_datasets as tfds
 
     try:
@@ -92,9 +134,14 @@ def _tfds_records(name: str, split: str, data_dir: str | None, min_side: int, re
             f"Run `tfds build {name}` on a machine with internet access and copy the data dir here, "
             f"or use the DIV2K folder layout instead. {DIV2K_HELP}"
         ) from error
+    dataset = dataset.skip(start).take(-1 if count is None else count)
+    for offset, example in enumerate(tfds.as_numpy(dataset)):
+        yield start + offset, example["hr"]
+
+
+def _tfds_records(name: str, split: str, data_dir: str | None, min_side: int, report: SkipReport):
     records = []
-    for index, example in enumerate(tfds.as_numpy(dataset)):
-        hr = example["hr"]
+    for index, hr in tfds_hr_images(name, split, data_dir):
         if min(hr.shape[:2]) < min_side:
             report.skip(f"{name}[{index}]", f"smaller than {min_side} px")
             continue
@@ -109,10 +156,12 @@ def load_training_images(
 
     Args:
         spec: ``"skimage"`` / ``"skimage:held_out"`` (embedded photographs), ``"div2k:<root>"``
-            optionally followed by ``:train``, ``:valid`` or ``:train+valid``, ``"tfds:div2k"``
-            (optionally ``tfds:div2k/bicubic_x4:train@<data_dir>``), or a folder of images
-            (PNG/JPEG/BMP/TIFF, searched recursively).
-        scales: which shipped LR versions to pick up (DIV2K layout).
+            optionally followed by ``:train``, ``:valid`` or ``:train+valid``,
+            ``"flickr2k:<root>"``, ``"tfds:div2k"`` (optionally
+            ``tfds:div2k/bicubic_x4:train@<data_dir>``), ``"store:<path>"`` (a prepared store:
+            its images memory-mapped, LR included; :func:`make_sampler` is the streaming way to
+            train on it), or a folder of images (PNG/JPEG/BMP/TIFF, searched recursively).
+        scales: which shipped LR versions to pick up (DIV2K/Flickr2K layout, stores).
         min_side: images whose shorter side is below this are skipped with a warning.
 
     Raises:
@@ -121,19 +170,17 @@ def load_training_images(
     """
     report = report if report is not None else SkipReport()
     spec = str(spec)
-    if spec == "skimage" or spec.startswith("skimage:"):
-        split = spec.split(":", 1)[1] if ":" in spec else "train"
-        records = _records(skimage_photograph_paths(split), report, min_side)
-    elif spec.startswith("div2k:"):
-        match = re.fullmatch(r"div2k:(.+?)(?::(train|valid|train\+valid))?", spec)
-        root, splits = Path(match.group(1)), (match.group(2) or "train").split("+")
-        records = _div2k_records(root, splits, scales, report, min_side)
-    elif spec.startswith("tfds:"):
-        body, _, data_dir = spec[len("tfds:"):].partition("@")
-        name, _, split = body.partition(":")
-        records = _tfds_records(name if "/" in name else f"{name}/bicubic_x2", split or "train", data_dir or None, min_side, report)
+    if spec.startswith("tfds:"):
+        records = _tfds_records(*parse_tfds_spec(spec), min_side, report)
+    elif spec.startswith("store:"):
+        from eusr_perceptual.data.store import open_store
+
+        records = [
+            image for image in open_store(spec[len("store:"):], scales=scales).training_images(scales)
+            if min(image.hr.shape[:2]) >= min_side or report.skip(image.name, f"smaller than {min_side} px")
+        ]
     else:
-        records = _records(list_image_files(spec), report, min_side)
+        records = _records(source_files(spec, scales), report, min_side)
     if not records:
         raise EmptySourceError(
             f"no usable training image in {spec!r} ({report.count} skipped"
@@ -156,3 +203,37 @@ def with_downscaled_copies(images: Sequence[TrainingImage], factor: int = 2) -> 
 
     copies = [TrainingImage(f"{image.name}_down{factor}", imresize(image.hr, 1.0 / factor)) for image in images]
     return [*images, *copies]
+
+
+def make_sampler(
+    data: str | Path,
+    scales: Sequence[int],
+    patch_size: int,
+    batch_size: int,
+    seed: int = 0,
+    scale_weights: Sequence[float] | None = None,
+    *,
+    downscaled_copies: int = 0,
+    augment: bool = True,
+):
+    """The per-step patch sampler of a ``--data`` source, for every trainer.
+
+    ``store:<path>`` gives a :class:`~eusr_perceptual.data.store.StoreSampler` (memory-mapped,
+    bounded memory, start-up in milliseconds; the store must hold ``scales`` and, when
+    ``downscaled_copies`` is set, have been prepared with the same factor). Any other source is
+    loaded into memory, given its MATLAB-bicubic 1/``downscaled_copies`` copies when asked
+    (4PP-EUSR section 4.3), and sampled by a :class:`~eusr_perceptual.data.patches.PatchSampler`.
+    Both give the same batch for the same images, seed and step.
+    """
+    from eusr_perceptual.data.patches import PatchSampler
+
+    data = str(data)
+    if data.startswith("store:"):
+        from eusr_perceptual.data.store import StoreSampler, open_store
+
+        store = open_store(data[len("store:"):], scales=scales, downscaled_copies=downscaled_copies)
+        return StoreSampler(store, scales, patch_size, batch_size, seed, augment, scale_weights=scale_weights)
+    images = load_training_images(data, scales=scales, min_side=patch_size * max(scales))
+    if downscaled_copies:
+        images = with_downscaled_copies(images, downscaled_copies)
+    return PatchSampler(images, scales, patch_size, batch_size, seed, augment, scale_weights=scale_weights)

@@ -10,7 +10,9 @@ Layouts understood, for scale ``s``:
 * any other folder: every image under it is an HR image.
 
 Generated LR images are MATLAB-bicubic downscales of the HR image cropped to a multiple of
-``s`` (:func:`eusr_perceptual.data.patches.make_lr`), like the published ones. ``skimage``
+``s`` (:func:`eusr_perceptual.data.patches.make_lr`), like the published ones, under a resize
+convention (:data:`~eusr_perceptual.resize.RESIZE_CONVENTIONS`; the default ``"double"``
+reproduces 4PP-EUSR Table 2) that :func:`lr_description` records in every table. ``skimage``
 names the embedded held-out photographs (never trained on) as a dataset.
 """
 
@@ -21,11 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from eusr_perceptual.data.images import list_image_files, load_rgb8
+from eusr_perceptual.cli.errors import PathUsageError
+from eusr_perceptual.data.images import check_folder, list_image_files, load_rgb8
 from eusr_perceptual.data.patches import make_lr
 from eusr_perceptual.data.sources import skimage_photograph_paths
+from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION
 
-__all__ = ["EMBEDDED_DATASET", "Benchmark", "BenchmarkImage", "discover_benchmark", "load_pair"]
+__all__ = ["EMBEDDED_DATASET", "Benchmark", "BenchmarkImage", "discover_benchmark", "load_pair", "lr_description"]
 
 #: Dataset name that stands for scikit-image's held-out photographs.
 EMBEDDED_DATASET = "skimage"
@@ -71,14 +75,12 @@ def discover_benchmark(folder: str | Path, scale: int) -> Benchmark:
     """The images of a benchmark folder (or of ``"skimage"``) for LR scale ``scale``.
 
     Raises:
-        FileNotFoundError: the folder does not exist or holds no image.
+        PathUsageError (a FileNotFoundError): the folder does not exist, is a file, or holds no image.
     """
     if str(folder) == EMBEDDED_DATASET:
         paths = skimage_photograph_paths("held_out")
         return Benchmark(EMBEDDED_DATASET, "embedded photographs (LR made with MATLAB bicubic)", tuple(BenchmarkImage(p.stem, p) for p in paths))
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"benchmark folder not found: {root}")
+    root = check_folder(folder, "benchmark folder")
     if (root / "HR").is_dir():
         benchmark = _paired_hr_lr(root, scale)
     elif (root / f"image_SRF_{scale}").is_dir():
@@ -87,12 +89,22 @@ def discover_benchmark(folder: str | Path, scale: int) -> Benchmark:
         paths = list_image_files(root)
         benchmark = Benchmark(root.name, "HR only (LR made with MATLAB bicubic)", tuple(BenchmarkImage(p.stem, p) for p in paths))
     if not benchmark.images:
-        raise FileNotFoundError(f"no image found in {root} (layout {benchmark.layout})")
+        raise PathUsageError(f"no image found in {root} (layout {benchmark.layout})")
     return benchmark
 
 
-def load_pair(image: BenchmarkImage, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(lr, hr)`` uint8 with ``hr`` cropped to exactly ``scale`` times ``lr``.
+def lr_description(benchmark: Benchmark, convention: str = DEFAULT_RESIZE_CONVENTION) -> str:
+    """Where the LR images of an evaluation come from, for table titles and CSV files."""
+    made = f"MATLAB bicubic LR, {convention} convention"
+    shipped = sum(image.lr_path is not None for image in benchmark.images)
+    if not shipped:
+        return made
+    return "shipped LR" if shipped == len(benchmark.images) else f"shipped LR, else {made}"
+
+
+def load_pair(image: BenchmarkImage, scale: int, convention: str = DEFAULT_RESIZE_CONVENTION) -> tuple[np.ndarray, np.ndarray]:
+    """``(lr, hr)`` uint8 with ``hr`` cropped to exactly ``scale`` times ``lr``; an LR image
+    that is not shipped is made by :func:`~eusr_perceptual.data.patches.make_lr` under ``convention``.
 
     Raises:
         UnreadableImageError / FileNotFoundError: a file cannot be read.
@@ -103,7 +115,7 @@ def load_pair(image: BenchmarkImage, scale: int) -> tuple[np.ndarray, np.ndarray
     if min(hr.shape[:2]) < scale:
         raise ValueError(f"{hr.shape[1]}x{hr.shape[0]} is too small for x{scale}")
     if image.lr_path is None:
-        lr = make_lr(hr, scale)
+        lr = make_lr(hr, scale, convention)
     else:
         lr = load_rgb8(image.lr_path)
         expected = (hr.shape[0] // scale, hr.shape[1] // scale)

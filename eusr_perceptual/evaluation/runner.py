@@ -3,6 +3,10 @@
 As 4PP-EUSR section 5: every SR image is rounded to uint8 (as saved outputs are), PSNR and
 SSIM compare its Y channel with the HR image's and NIQE scores its Y channel, all with 4
 pixels cropped at each border. LPIPS compares the RGB images with the same crop.
+
+Generated LR images and the bicubic baseline follow one resize convention
+(:func:`~eusr_perceptual.resize.imresize_uint8`): ``"double"``, the default, reproduces
+4PP-EUSR Table 2's bicubic rows; ``"uint8"`` is MATLAB's native uint8 ``imresize``.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ import keras
 import numpy as np
 
 from eusr_perceptual.data.images import SkipReport, UnreadableImageError
-from eusr_perceptual.evaluation.benchmarks import Benchmark, load_pair
+from eusr_perceptual.evaluation.benchmarks import Benchmark, load_pair, lr_description
 from eusr_perceptual.inference import check_route, make_tile_function, route_factor, upscale_image
 from eusr_perceptual.metrics.fidelity import psnr, ssim
 from eusr_perceptual.metrics.niqe import niqe
-from eusr_perceptual.resize import imresize
+from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS, imresize_uint8
 
 __all__ = ["BORDER", "DatasetResult", "ImageScores", "Method", "SummaryRow", "evaluate_dataset", "summarize"]
 
@@ -47,10 +51,10 @@ class Method:
     def scale(self) -> int:
         return route_factor(self.route)
 
-    def upscale(self, lr: np.ndarray) -> np.ndarray:
-        """uint8 SR image of a uint8 LR image."""
+    def upscale(self, lr: np.ndarray, convention: str = DEFAULT_RESIZE_CONVENTION) -> np.ndarray:
+        """uint8 SR image of a uint8 LR image (bicubic: under the resize ``convention``)."""
         if self.model is None:
-            return imresize(lr, scale=self.scale)
+            return imresize_uint8(lr, self.scale, convention)
         if self._tile_function is None:
             self._tile_function = make_tile_function(self.model, self.route, self.self_ensemble)
         return upscale_image(
@@ -88,6 +92,18 @@ class DatasetResult:
     skips: SkipReport
     #: For the crop figure: image name -> {"LR", "HR", method label...} -> uint8 image.
     kept: dict[str, dict[str, np.ndarray]]
+    #: The resize convention of generated LR images and of the bicubic baseline.
+    lr_convention: str = DEFAULT_RESIZE_CONVENTION
+
+    @property
+    def lr_source(self) -> str:
+        """Where the LR images come from (shipped, or bicubic under which convention)."""
+        return lr_description(self.benchmark, self.lr_convention)
+
+    @property
+    def title(self) -> str:
+        """The table title: dataset, scale, protocol and the LR source."""
+        return f"{self.benchmark.name} x{self.scale} (Y channel, 4-px border cropped; {self.lr_source})"
 
 
 def _score(sr: np.ndarray, hr: np.ndarray, lpips) -> tuple[float, float, float, float | None]:
@@ -106,13 +122,18 @@ def evaluate_dataset(
     lpips=None,
     keep: Sequence[str] = (),
     progress: bool = True,
+    lr_convention: str = DEFAULT_RESIZE_CONVENTION,
 ) -> DatasetResult:
     """Scores every method on every image of ``benchmark``, with a progress bar.
 
     All methods must share one scale. Unreadable images and LR/HR pairs that do not fit are
     skipped, logged and counted in the result's ``skips``. SR images of the images named in
-    ``keep`` are kept for figures.
+    ``keep`` are kept for figures. ``lr_convention`` (one of
+    :data:`~eusr_perceptual.resize.RESIZE_CONVENTIONS`) makes the LR images a dataset does
+    not ship and the bicubic baseline.
     """
+    if lr_convention not in RESIZE_CONVENTIONS:
+        raise ValueError(f"unknown LR convention {lr_convention!r}; use one of {RESIZE_CONVENTIONS}")
     scales = {method.scale for method in methods}
     if len(scales) != 1:
         raise ValueError(f"methods of one evaluation must share a scale, got {sorted(scales)}")
@@ -123,7 +144,7 @@ def evaluate_dataset(
     bar = keras.utils.Progbar(len(benchmark.images) * len(methods), unit_name="image") if progress else None
     for image in benchmark.images:
         try:
-            lr, hr = load_pair(image, scale)
+            lr, hr = load_pair(image, scale, lr_convention)
         except (UnreadableImageError, FileNotFoundError, ValueError) as error:
             skips.skip(str(image.hr_path), str(error))
             if bar:
@@ -132,13 +153,13 @@ def evaluate_dataset(
         if image.name in keep:
             kept[image.name] = {"LR": lr, "HR": hr}
         for method in methods:
-            sr = method.upscale(lr)
+            sr = method.upscale(lr, lr_convention)
             scores.append(ImageScores(benchmark.name, method.label, image.name, *_score(sr, hr, lpips)))
             if image.name in keep:
                 kept[image.name][method.label] = sr
             if bar:
                 bar.add(1)
-    return DatasetResult(benchmark, scale, scores, skips, kept)
+    return DatasetResult(benchmark, scale, scores, skips, kept, lr_convention)
 
 
 def _mean(values: list[float]) -> float:

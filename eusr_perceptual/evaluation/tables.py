@@ -56,16 +56,21 @@ def format_table(
     return "\n".join([title, rule, aligned[0], rule, *aligned[1:], rule, *notes]) + "\n"
 
 
-def write_summary_csv(path: str | Path, dataset: str, scale: int, rows: Sequence[SummaryRow], lpips_reason: str | None) -> None:
+def write_summary_csv(
+    path: str | Path, dataset: str, scale: int, rows: Sequence[SummaryRow], lpips_reason: str | None, lr_source: str = ""
+) -> None:
     """One line per method: dataset, scale, method, images, psnr, ssim, niqe, lpips
-    (empty where not computed), niqe_images."""
+    (empty where not computed), niqe_images, lr (where the LR images come from, e.g.
+    ``DatasetResult.lr_source``)."""
     with Path(path).open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["dataset", "scale", "method", "images", "psnr", "ssim", "niqe", "lpips", "niqe_images"])
+        writer.writerow(["dataset", "scale", "method", "images", "psnr", "ssim", "niqe", "lpips", "niqe_images", "lr"])
         for row in rows:
             lpips = "" if lpips_reason is not None or row.lpips is None else f"{row.lpips:.6f}"
             niqe = "" if math.isnan(row.niqe) else f"{row.niqe:.6f}"
-            writer.writerow([dataset, scale, row.method, row.images, f"{row.psnr:.6f}", f"{row.ssim:.6f}", niqe, lpips, row.niqe_images])
+            writer.writerow(
+                [dataset, scale, row.method, row.images, f"{row.psnr:.6f}", f"{row.ssim:.6f}", niqe, lpips, row.niqe_images, lr_source]
+            )
 
 
 def write_image_scores_csv(path: str | Path, scores: Sequence[ImageScores]) -> None:

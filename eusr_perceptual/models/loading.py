@@ -9,6 +9,10 @@ lists the scales it has a path for. :func:`load_generator` returns such an objec
 * a SavedModel folder written by :mod:`eusr_perceptual.export` (or a ``saved_models/<name>``
   folder of numbered versions, whose newest version is taken): its float32 signatures are
   wrapped by :class:`SavedModelGenerator`, which needs neither Keras nor the model's code.
+
+:func:`check_model_path` answers, cheaply and before any data is loaded, whether a path can
+hold a model at all (a PNG given as a model, a corrupt or truncated ``.keras`` file, a folder
+without a model): the entry points call it first, so such mistakes are one-line usage errors.
 """
 
 from __future__ import annotations
@@ -16,17 +20,21 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
+import zipfile
+import zlib
 from pathlib import Path
 
 import tensorflow as tf
 
-__all__ = ["GeneratorLoadError", "SavedModelGenerator", "load_generator", "float_signature_name"]
+from eusr_perceptual.cli.errors import PathUsageError, ValueUsageError
+
+__all__ = ["GeneratorLoadError", "SavedModelGenerator", "check_model_path", "float_signature_name", "load_generator"]
 
 RUN_GENERATOR_FILE = "generator.keras"
 
 
-class GeneratorLoadError(ValueError):
-    """A path exists but holds no generator that can be loaded."""
+class GeneratorLoadError(ValueUsageError):
+    """A path exists but holds no model that can be loaded."""
 
 
 def float_signature_name(route: str) -> str:
@@ -45,7 +53,10 @@ class SavedModelGenerator:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._loaded = tf.saved_model.load(str(self.path))
+        try:
+            self._loaded = tf.saved_model.load(str(self.path))
+        except (OSError, ValueError, tf.errors.OpError) as error:
+            raise GeneratorLoadError(f"{self.path} cannot be read as a SavedModel: {error}") from error
         found = [re.fullmatch(r"upscale_x(\d+)_float", key) for key in self._loaded.signatures]
         self.scales = tuple(sorted(int(match.group(1)) for match in found if match))
         if not self.scales:
@@ -70,14 +81,27 @@ def _register_project_models() -> None:
         importlib.import_module(f"{package.__name__}.{module.name}")
 
 
+def _check_keras_archive(path: Path, what: str) -> None:
+    """A ``.keras`` file is a zip archive holding ``config.json``; anything else is refused."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            readable = "config.json" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        readable = False
+    if not readable:
+        raise GeneratorLoadError(
+            f"{what} {path} cannot be read as a Keras model: it is not a .keras archive (corrupt or truncated file?)"
+        )
+
+
 def _load_keras(path: Path):
     import keras
 
     _register_project_models()
     try:
         model = keras.models.load_model(path, compile=False)
-    except (ValueError, TypeError, OSError) as error:
-        raise GeneratorLoadError(f"cannot load the Keras model {path}: {error}") from error
+    except (ValueError, TypeError, OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise GeneratorLoadError(f"{path} cannot be read as a Keras model: {error}") from error
     if not hasattr(model, "scales"):
         raise GeneratorLoadError(
             f"{path} holds a {type(model).__name__}, not a generator of this project (no `scales`)"
@@ -90,30 +114,47 @@ def _newest_version(folder: Path) -> Path | None:
     return max(versions, key=lambda child: int(child.name)) if versions else None
 
 
-def load_generator(path: str | Path):
-    """Loads a generator from a ``.keras`` file, a run folder or a SavedModel folder.
+def check_model_path(path: str | Path, what: str = "model", run_file: str | None = RUN_GENERATOR_FILE) -> Path:
+    """The ``.keras`` file or SavedModel folder ``path`` stands for, checked without loading it.
+
+    Accepted: a ``.keras`` archive; a run folder holding ``run_file`` (None: not accepted);
+    a SavedModel folder; a folder of numbered SavedModel versions (the newest is returned).
+    The fine-tuning script checks its model arguments with it before loading any data:
+    ``check_model_path(config.generator, "--generator")`` and, for the NIMA predictors (a
+    ``.keras`` file or a SavedModel folder), ``check_model_path(config.aesthetic, "--aesthetic",
+    run_file=None)``.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
-        GeneratorLoadError: ``path`` exists but holds no loadable generator.
+        PathUsageError: ``path`` does not exist.
+        GeneratorLoadError: ``path`` cannot hold a model (an image or other non-``.keras`` file,
+            a corrupt or truncated ``.keras`` file, a folder without a model).
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"model not found: {path}")
+        raise PathUsageError(f"{what} not found: {path}")
+    accepted = f"a .keras file, a run folder with {run_file}, or a SavedModel folder" if run_file else "a .keras file or a SavedModel folder"
     if path.is_file():
         if path.suffix != ".keras":
-            raise GeneratorLoadError(
-                f"{path}: expected a .keras file, a run folder with {RUN_GENERATOR_FILE}, or a SavedModel folder"
-            )
-        return _load_keras(path)
-    if (path / RUN_GENERATOR_FILE).is_file():
-        return _load_keras(path / RUN_GENERATOR_FILE)
+            raise GeneratorLoadError(f"{what} {path} is not a model file: expected {accepted}")
+        _check_keras_archive(path, what)
+        return path
+    if run_file and (path / run_file).is_file():
+        return check_model_path(path / run_file, what, run_file)
     if (path / "saved_model.pb").is_file():
-        return SavedModelGenerator(path)
+        return path
     newest = _newest_version(path)
     if newest is not None:
-        return SavedModelGenerator(newest)
+        return newest
     hint = " (the run has not finished?)" if (path / "checkpoints").is_dir() else ""
-    raise GeneratorLoadError(
-        f"{path} holds neither {RUN_GENERATOR_FILE}{hint}, nor saved_model.pb, nor numbered SavedModel versions"
-    )
+    raise GeneratorLoadError(f"{what} {path} holds no model{hint}: expected {accepted} (or numbered SavedModel versions)")
+
+
+def load_generator(path: str | Path, what: str = "model"):
+    """Loads a generator from a ``.keras`` file, a run folder or a SavedModel folder.
+
+    Raises:
+        PathUsageError (a FileNotFoundError): ``path`` does not exist.
+        GeneratorLoadError: ``path`` exists but holds no loadable generator.
+    """
+    target = check_model_path(path, what)
+    return _load_keras(target) if target.is_file() else SavedModelGenerator(target)

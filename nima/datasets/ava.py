@@ -31,6 +31,7 @@ LAYOUT = Layout(
     "the mirror and scripts of https://github.com/mtobeiyf/ava_downloader",
 )
 FIELDS = 2 + SCORE_BINS + 3
+INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 def _parse_line(fields: list[str]) -> tuple[int, np.ndarray]:
@@ -43,19 +44,22 @@ def _parse_line(fields: list[str]) -> tuple[int, np.ndarray]:
         values = [int(value) for value in fields]
     except ValueError:
         raise ValueError(f"non-integer field in {' '.join(fields)!r}") from None
-    counts = np.asarray(values[2 : 2 + SCORE_BINS], dtype=np.int64)
-    if (counts < 0).any():
+    votes = values[2 : 2 + SCORE_BINS]
+    if any(not INT64_MIN <= value <= INT64_MAX for value in values) or sum(votes) > INT64_MAX:
+        raise ValueError(f"a number (or the vote total) does not fit in int64 (largest {INT64_MAX})")
+    if min(votes) < 0:
         raise ValueError("negative vote count")
-    if counts.sum() == 0:
+    if sum(votes) == 0:
         raise ValueError("no votes")
-    return values[1], counts
+    return values[1], np.asarray(votes, dtype=np.int64)
 
 
 def read_ava_labels(path: str | Path, report: SkipReport) -> tuple[np.ndarray, np.ndarray]:
     """Image ids [N] and vote distributions [N, 10] of ``AVA.txt``.
 
-    Malformed lines and repeated image ids are skipped through ``report`` with a warning naming
-    the line number ("AVA.txt:17: ...").
+    Malformed lines (wrong field count, non-integers, numbers or vote totals that overflow
+    int64, no votes) and repeated image ids are skipped through ``report`` with a warning
+    naming the line number ("AVA.txt:17: ...").
 
     Raises:
         LabelFileError: no line of the file is usable.

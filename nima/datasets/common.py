@@ -12,16 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
+from eusr_perceptual.cli.errors import PathUsageError, ValueUsageError
 from eusr_perceptual.data.images import SkipReport
 from nima.config import SCORE_BINS
 
 
-class DatasetLayoutError(FileNotFoundError):
-    """A data folder does not hold the files of the dataset release."""
+class DatasetLayoutError(PathUsageError):
+    """A data folder does not hold the files of the dataset release (a usage error)."""
 
 
-class LabelFileError(ValueError):
-    """A label file cannot be used at all (not merely a few malformed lines)."""
+class LabelFileError(ValueUsageError):
+    """A label file cannot be used at all (not merely a few malformed lines; a usage error)."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,11 @@ class Layout:
         return "\n".join(lines)
 
     def check(self, data_dir: str | Path) -> Path:
-        """Returns ``data_dir`` as a Path, or raises :class:`DatasetLayoutError` naming what is missing."""
+        """Returns ``data_dir`` as a Path, or raises :class:`DatasetLayoutError` naming what is
+        missing, or that it is a file."""
         data_dir = Path(data_dir)
+        if data_dir.is_file():
+            raise DatasetLayoutError(f"{self.dataset} data folder {data_dir} is a file, expected a folder")
         missing = [name for name in self.entries if not _present(data_dir / name.rstrip("/"), name.endswith("/"))]
         if missing:
             raise DatasetLayoutError(f"{data_dir} is not a {self.dataset} folder: missing {', '.join(missing)}.\n{self.describe()}")

@@ -15,6 +15,7 @@ case-insensitively. The reference images carry no scores and are not trained on.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,8 @@ def _parse(mos_line: str, std_line: str) -> tuple[str, int, float, float]:
     match = DISTORTED_NAME.match(fields[1])
     if match is None:
         raise ValueError(f"{fields[1]!r} is not a distorted-image name like i01_01_1.bmp")
+    if not math.isfinite(mos) or not math.isfinite(std):
+        raise ValueError(f"MOS {mos} / standard deviation {std} is not a finite number")
     if not MOS_RANGE[0] < mos < MOS_RANGE[1]:
         raise ValueError(f"MOS {mos} outside ({MOS_RANGE[0]:g}, {MOS_RANGE[1]:g})")
     if not std > 0:
@@ -116,7 +119,10 @@ def _parse(mos_line: str, std_line: str) -> tuple[str, int, float, float]:
 def read_tid2013_labels(data_dir: str | Path, report: SkipReport) -> TidLabels:
     """The labels of ``mos_with_names.txt`` and ``mos_std.txt``, line by line.
 
-    Malformed lines are skipped through ``report`` with a warning naming the line number.
+    Malformed lines (including a non-finite MOS or standard deviation, e.g. ``inf``, which would
+    make the training loss NaN) are skipped through ``report`` with a warning naming the line
+    number. A name labelled twice (compared case-insensitively, as files are looked up) keeps
+    its first line; the repeat is skipped naming both line numbers.
 
     Raises:
         LabelFileError: the two files have different numbers of lines (the pairing of means
@@ -130,14 +136,22 @@ def read_tid2013_labels(data_dir: str | Path, report: SkipReport) -> TidLabels:
             f"mos_with_names.txt has {len(mos_lines)} lines but mos_std.txt has {len(std_lines)}: "
             "they must pair line by line"
         )
-    rows = []
+    rows, first_line = [], {}
     for number, (mos_line, std_line) in enumerate(zip(mos_lines, std_lines), start=1):
         if not mos_line.strip() and not std_line.strip():
             continue
+        where = f"mos_with_names.txt/mos_std.txt line {number}"
         try:
-            rows.append(_parse(mos_line, std_line))
+            row = _parse(mos_line, std_line)
         except ValueError as error:
-            report.skip(f"mos_with_names.txt/mos_std.txt line {number}", str(error))
+            report.skip(where, str(error))
+            continue
+        name = row[0].lower()
+        if name in first_line:
+            report.skip(where, f"{row[0]} is labelled twice: lines {first_line[name]} and {number} (the first is kept)")
+            continue
+        first_line[name] = number
+        rows.append(row)
     if not rows:
         raise LabelFileError(f"no usable line in {data_dir / 'mos_with_names.txt'}")
     names, references, mos, std = zip(*rows)
