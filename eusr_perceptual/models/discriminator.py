@@ -78,4 +78,6 @@ def build_discriminator(
     x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name="fc_lrelu")(x)
     x = layers.Dense(1, dtype="float32", name="logit", **initializers)(x)
     outputs = layers.Reshape((-1,), dtype="float32", name="logits")(x)
-    return keras.Model(inputs, outputs, name=name)
+    model = keras.Model(inputs, outputs, name=name)
+    model.feature_layer_names = tuple(f"conv{i}" for i in range(1, len(CHANNEL_MULTIPLIERS) + 1))  # pre-activation
+    return model

@@ -69,4 +69,4 @@ def with_features(discriminator: keras.Model) -> keras.Model:
     if not names:
         raise ValueError(f"discriminator {discriminator.name!r} declares no feature_layer_names")
     outputs = [discriminator.outputs[0], *(discriminator.get_layer(name).output for name in names)]
-    return keras.Model(discriminator.inputs, outputs, name=f"{discriminator.name}_with_features")
+    return keras.Model(discriminator.input, outputs, name=f"{discriminator.name}_with_features")
