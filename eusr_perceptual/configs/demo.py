@@ -25,11 +25,19 @@ TINY_NETWORKS = {
 }
 
 DEMO_STEPS = 200
-DEMO_PATCH = 16
 
 
-def demo_version(config: GANConfig, steps: int = DEMO_STEPS) -> GANConfig:
-    """``config`` on the embedded photographs with tiny networks (see the module docstring)."""
+def demo_patch_size(scale: int) -> int:
+    """16 px LR patches, or 32 where 16 x scale is not a multiple of 32 (the side every
+    discriminator of the project accepts)."""
+    return 16 if (16 * scale) % 32 == 0 else 32
+
+
+def demo_version(config: GANConfig, steps: int | None = None) -> GANConfig:
+    """``config`` on the embedded photographs with tiny networks (see the module docstring);
+    ``steps`` defaults to :data:`DEMO_STEPS`."""
+    steps = steps or DEMO_STEPS
+
     def tiny(spec):
         return None if spec is None else {**spec, **TINY_NETWORKS.get(spec["type"], {})}
 
@@ -41,11 +49,11 @@ def demo_version(config: GANConfig, steps: int = DEMO_STEPS) -> GANConfig:
         downscaled_copies=False,
         backbone_weights="none",
         batch_size=min(config.batch_size, 8),
-        patch_size=DEMO_PATCH,
+        patch_size=demo_patch_size(config.scale),
         g_learning_rate=10 * config.g_learning_rate,
         d_learning_rate=10 * config.d_learning_rate,
         lr_milestones=(),
         steps=steps,
-        checkpoint_every=steps // 2,
+        checkpoint_every=max(1, steps // 2),
         d_warmup=min(config.d_warmup, steps // 10),
     )

@@ -14,11 +14,11 @@ from typing import Any
 from eusr_perceptual.configs.base import Config, ConfigError, setting
 from eusr_perceptual.losses.registry import TermSpec
 from eusr_perceptual.models.multipass import DOWNSCALE_METHODS
+from eusr_perceptual.resize import RESIZE_CONVENTIONS as LR_CONVENTIONS
 from eusr_perceptual.training.gan import ORDERS
 
 PRODUCERS = ("single", "multipass")
 BACKBONE_WEIGHTS = ("imagenet", "none")
-LR_CONVENTIONS = ("double", "uint8")  # TODO(lead): import from data.patches once it defines them
 
 
 def terms(*entries) -> tuple[TermSpec, ...]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eusr_perceptual.configs.base import Config, ConfigError, setting
-from eusr_perceptual.configs.gan import LR_CONVENTIONS
 from eusr_perceptual.models.eusr import EUSRConfig
+from eusr_perceptual.resize import RESIZE_CONVENTIONS as LR_CONVENTIONS
 
 
 @dataclass(frozen=True)

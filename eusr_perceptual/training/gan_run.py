@@ -44,7 +44,10 @@ class MissingInputError(SystemExit):
 
 
 def check_inputs(config: GANConfig) -> None:
-    """Fails before any data is loaded, naming the command that makes each missing input."""
+    """Fails before any data is loaded, naming the command that makes each missing input, and
+    refusing a path that cannot hold a model (an image, a folder without one) in one line."""
+    from eusr_perceptual.models.loading import check_model_path
+
     needed = {"init_from": bool(config.init_from), **{name: True for name in config.predictors}}
     for name, is_needed in needed.items():
         path = getattr(config, name)
@@ -52,6 +55,8 @@ def check_inputs(config: GANConfig) -> None:
             what, maker = MAKERS[name]
             where = f"not found at {path}" if path else f"not given (--{name.replace('_', '-')})"
             raise MissingInputError(f"error: the {what} is {where}. Make it with:\n  {maker}")
+        if is_needed:
+            check_model_path(path, f"--{name.replace('_', '-')}", **({} if name == "init_from" else {"run_file": None}))
 
 
 def load_trainable_generator(path: str) -> keras.Model:
@@ -168,7 +173,8 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
     images = load_training_images(config.data, scales=(config.scale,), min_side=config.hr_size)
     if config.downscaled_copies:
         images = with_downscaled_copies(images, 2)
-    sampler = PatchSampler(images, (config.scale,), config.patch_size, config.batch_size, config.seed)
+    sampler = PatchSampler(images, (config.scale,), config.patch_size, config.batch_size, config.seed,
+                           lr_convention=config.lr_convention)
     log.info("%d training images (%s%s); run folder %s", len(sampler.images), config.data,
              " + 2x-downscaled copies" if config.downscaled_copies else "", run_dir)
 

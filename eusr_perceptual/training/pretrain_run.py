@@ -62,7 +62,7 @@ def run_pretraining(config: PretrainConfig, run_dir: Path, *, resume: bool = Fal
     scales = config.model.scales
     images = load_training_images(config.data, scales=scales, min_side=config.patch_size * max(scales))
     sampler = PatchSampler(images, scales, config.patch_size, config.batch_size, config.seed,
-                           scale_weights=config.scale_weights)
+                           scale_weights=config.scale_weights, lr_convention=config.lr_convention)
     held_out = load_training_images("skimage:held_out", scales=()) if eval_data else []
     log.info("%d training images; run folder %s", len(sampler.images), run_dir)
 
@@ -83,6 +83,7 @@ def run_pretraining(config: PretrainConfig, run_dir: Path, *, resume: bool = Fal
     print(f"\nTrained EUSR ({generator.count_params():,} parameters) saved to {Path(run_dir) / 'generator.keras'}")
     if eval_data:
         sections = [(s, [Method("bicubic", f"x{s}"), Method("EUSR", f"x{s}", generator)]) for s in scales]
-        print("\n" + scale_sections(eval_data, sections, Path(run_dir), "EUSR against bicubic"))
+        print("\n" + scale_sections(eval_data, sections, Path(run_dir), "EUSR against bicubic",
+                                    lr_convention=config.lr_convention).text)
         print(f"Tables written to {Path(run_dir) / 'evaluation.md'}")
     return generator

@@ -1,0 +1,98 @@
+"""Every GAN preset builds from its specs and trains two steps (tiny networks, eager), G and D
+change and nothing else does (frozen loss networks and predictors included); every preset's
+description and formula are printable; no term is counted twice."""
+
+import numpy as np
+import pytest
+
+from eusr_perceptual.cli import train_gan
+from eusr_perceptual.configs.demo import demo_version
+from eusr_perceptual.configs.presets import PRESETS
+from eusr_perceptual.losses.backbones import FeatureNetwork, load_backbone
+from eusr_perceptual.losses.registry import parse_terms
+from eusr_perceptual.training.gan_run import build_gan_trainer
+from helpers import (assert_short_run_changes_only_g_and_d, changed, make_dataset, snapshot, stand_in_predictor,
+                     tiny_eusr)
+
+#: Even smaller than the demo: 1-2 blocks of 4-8 channels.
+TEST_NETWORKS = {
+    "eusr": {"channels": 8, "shared_blocks": 1, "upscale_blocks": 0, "scale_aware_blocks": 1},
+    "srresnet": {"num_feat": 8, "num_block": 1}, "msrresnet": {"num_feat": 8, "num_block": 1},
+    "afm_srresnet": {"num_feat": 8, "num_block": 1}, "rrdbnet": {"num_feat": 8, "num_block": 1, "num_grow": 4},
+    "4pp_eusr": {"base_channels": 4, "dense_units": 8}, "srgan": {"base_channels": 4, "dense_units": 8},
+    "vgg_style": {"base_channels": 4, "dense_units": 8}, "afm": {"base_channels": 4, "dense_units": 8},
+}
+
+
+@pytest.fixture(scope="module")
+def shared_backbones():
+    """Random-weight VGG19 and ResNet-50 built once for every preset of this module; after the
+    last preset, every one of their weights (BN statistics included) must be unchanged."""
+    networks = {f"{name}:random": FeatureNetwork(name, load_backbone(name, None), f"{name}:random")
+                for name in ("vgg19", "resnet50")}
+    before = snapshot(networks)
+    yield networks
+    assert not changed(before, networks)
+
+
+def tiny(config):
+    def shrink(spec):
+        return None if spec is None else {**spec, **TEST_NETWORKS[spec["type"]]}
+
+    patch = 8 if config.scale == 4 else 16 if config.scale == 2 else 32
+    return demo_version(config).replace(generator=shrink(config.generator), discriminator=shrink(config.discriminator),
+                                        patch_size=patch, batch_size=2)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_trains_two_steps(name, shared_backbones):
+    config = tiny(PRESETS[name])
+    resources = dict(shared_backbones)
+    resources.update({predictor: stand_in_predictor(predictor, i) for i, predictor in enumerate(config.predictors)})
+    generator = tiny_eusr() if config.producer == "multipass" else None
+    trainer = build_gan_trainer(config, generator=generator, resources=resources)
+    trainer.run_eagerly = True
+    history = assert_short_run_changes_only_g_and_d(trainer, make_dataset(config.patch_size, config.hr_size)(0),
+                                                    skip=shared_backbones)
+    assert set(history) >= {"loss", *(spec.name for spec in config.active_terms)}
+    weighted = sum(spec.weight * history[spec.name][-1] for spec in config.active_terms)
+    assert history["loss"][-1] == pytest.approx(weighted, rel=1e-4)
+    assert np.isfinite(trainer(np.zeros((1, config.patch_size, config.patch_size, 3), np.float32))).all()
+
+
+def test_presets_have_descriptions_unique_term_names_and_known_parts():
+    for name, config in PRESETS.items():
+        assert config.description, name
+        specs = parse_terms(config.terms)  # known kinds, unique names
+        assert len({spec.name for spec in specs}) == len(specs)
+        assert config.psnr_stage in ("", *PRESETS), name
+        if config.psnr_stage:
+            assert PRESETS[config.psnr_stage].discriminator is None
+
+
+def test_list_presets_prints_every_preset_with_its_formula(capsys):
+    assert train_gan.main(["--list-presets"]) == 0
+    printed = capsys.readouterr().out
+    for name, config in PRESETS.items():
+        assert f"{name}\n    {config.description}\n    loss = {config.formula()}" in printed
+
+
+def test_paper_numbers_of_the_gan_presets():
+    esrgan, dp = PRESETS["esrgan"], PRESETS["esrgan_dp"]
+    assert esrgan.formula() == "0.01 * l_pix + 1 * l_percep + 0.005 * l_gan"
+    assert (esrgan.objective, esrgan.order, esrgan.batch_size, esrgan.hr_size) == ("ragan", "g_first", 16, 128)
+    assert (esrgan.adam_beta_1, esrgan.adam_beta_2, esrgan.g_learning_rate) == (0.9, 0.99, 1e-4)
+    assert (esrgan.lr_milestones, esrgan.lr_gamma, esrgan.steps) == ((50_000, 100_000, 200_000, 300_000), 0.5, 400_000)
+    assert dict(PRESETS["esrgan"].terms[1].options)["before_activation"] is True
+    assert dp.terms[2].options["mu"] == 0.5 and dp.terms[2].options["beta"] == "3,6"
+    assert PRESETS["srgan_dp"].objective == "vanilla" and PRESETS["srgan_dp"].discriminator["type"] == "vgg_style"
+    assert [PRESETS[f"srgan_dp_mu{m}"].terms[2].options["mu"] for m in ("0.2", "inf")] == ["0.2", "inf"]
+    assert {PRESETS[f"srgan_dp_mu{m}"].terms[2].options["beta"] for m in ("0.2", "1", "inf")} == {"1,3"}
+    afm = PRESETS["afm_pcsva"]
+    assert {s.name: s.weight for s in afm.terms} == {"l_content": 1.0, "l_point": 0.01, "l_vgg": 0.5, "l_adv": 0.005}
+    assert (afm.patch_size, afm.hr_size, afm.batch_size, afm.steps) == (24, 96, 16, 200_000)
+    assert PRESETS["afm_pca"].terms[0].options["combine"] == "mean"
+    pan = PRESETS["pan_wgan_x3"]
+    assert (pan.objective, pan.scale, pan.hr_size, pan.adam_beta_1, pan.adam_beta_2) == ("wgan_gp", 3, 96, 0.0, 0.9)
+    assert pan.discriminator["batch_norm"] is False
+    assert PRESETS["srgan_vgg54"].terms[0].options["rescale"] == pytest.approx(1 / 12.75)
