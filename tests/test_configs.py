@@ -3,6 +3,7 @@ resume that keeps the run's settings, and the 4PP-EUSR presets' numbers."""
 
 import argparse
 import json
+import zipfile
 
 import pytest
 
@@ -109,23 +110,33 @@ def test_pretraining_flags_reach_nested_model_fields():
     assert config.model.upscale_blocks == PRETRAIN_PRESETS["demo"].model.upscale_blocks
 
 
+def keras_archive(path):
+    """A file that passes the pre-load check of a .keras model (a zip holding config.json)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{}")
+    return path
+
+
 @pytest.mark.parametrize("missing,maker", [("init_from", "eusr-pretrain"), ("aesthetic", "nima-train --dataset ava"),
                                            ("subjective", "nima-train --dataset tid2013")])
 def test_a_missing_input_names_the_command_that_makes_it(tmp_path, missing, maker):
     inputs = {name: tmp_path / f"{name}.keras" for name in ("init_from", "aesthetic", "subjective")}
     for name, path in inputs.items():
         if name != missing:
-            path.write_bytes(b"")
+            keras_archive(path)
     with pytest.raises(SystemExit, match=maker):
         check_inputs(FOURPP_EUSR.replace(**{name: str(path) for name, path in inputs.items()}))
 
 
 def test_an_ablated_predictor_is_not_needed(tmp_path):
     for name in ("g", "s"):
-        (tmp_path / f"{name}.keras").write_bytes(b"")
+        keras_archive(tmp_path / f"{name}.keras")
     config = FOURPP_PRESETS["4pp_eusr_without_aesthetic"].replace(
         init_from=str(tmp_path / "g.keras"), aesthetic="/nowhere.keras", subjective=str(tmp_path / "s.keras"))
     check_inputs(config)  # no SystemExit
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG")
+    with pytest.raises(ValueError, match="not a model file"):
+        check_inputs(config.replace(init_from=str(tmp_path / "photo.png")))
 
 
 def test_nima_config_uses_the_same_scheme():

@@ -18,6 +18,7 @@ from eusr_perceptual.evaluation.tables import format_table
 from eusr_perceptual.metrics.fidelity import psnr, ssim
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.metrics.niqe import niqe
+from eusr_perceptual.metrics.vif import vifp
 from eusr_perceptual.resize import RESIZE_CONVENTIONS, imresize, imresize_uint8, to_uint8_matlab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,9 +98,11 @@ def test_scores_follow_the_paper_protocol_and_skips_are_counted(tmp_path, photos
     assert scores["coffee"].psnr == pytest.approx(psnr(sr, hr, border=4))
     assert scores["coffee"].ssim == pytest.approx(ssim(sr, hr, border=4))
     assert scores["coffee"].niqe == pytest.approx(niqe(sr, border=4))
+    assert scores["coffee"].vif == pytest.approx(vifp(hr, sr, border=4)) and 0.2 < scores["coffee"].vif < 1.0
     assert math.isnan(scores["chelsea"].niqe) and scores["chelsea"].lpips is None
     (row,) = summarize(result)
     assert row.images == 2 and row.niqe_images == 1 and row.niqe == pytest.approx(scores["coffee"].niqe)
+    assert row.vif == pytest.approx(np.nanmean([s.vif for s in scores.values()]))
     np.testing.assert_array_equal(result.kept["coffee"]["bicubic"], sr)
     assert result.title == "set x4 (Y channel, 4-px border cropped; MATLAB bicubic LR, double convention)"
 
@@ -130,9 +133,9 @@ def test_tables_show_lpips_na_with_the_reason():
     text = format_table("Set5 x4", rows, lpips_reason="no LPIPS weights given", skipped=1)
     lines = text.splitlines()
     assert "PSNR (dB)" in lines[2] and "25.1235" in text and "6.5000 (2)" in text
-    assert lines[4].split()[-1] == "n/a" and "LPIPS n/a: no LPIPS weights given" in text and "1 image(s) skipped" in text
+    assert lines[4].split()[-2:] == ["n/a", "n/a"] and "LPIPS n/a: no LPIPS weights given" in text and "1 image(s) skipped" in text
     markdown = format_table("Set5 x4", rows, lpips_reason="absent", markdown=True)
-    assert "| Method | Images | PSNR (dB) | SSIM | NIQE | LPIPS |" in markdown and "| eusr | 3 | 27.0000 |" in markdown
+    assert "| Method | Images | PSNR (dB) | SSIM | NIQE | LPIPS | VIF |" in markdown and "| eusr | 3 | 27.0000 |" in markdown
 
 
 def test_most_textured_box_finds_the_texture():

@@ -21,12 +21,10 @@ of the pretrained and the fine-tuned model).
 from __future__ import annotations
 
 import argparse
-import logging
-from pathlib import Path
 
 from eusr_perceptual.cli.errors import reports_usage_errors
 from eusr_perceptual.cli.gan_flags import (add_gan_flags, config_changes, default_run_dir, gan_config_from_args,
-                                           list_presets, make_strategy)
+                                           listed_presets, run_options)
 from eusr_perceptual.configs.presets import FOURPP_DEMO, FOURPP_PRESETS
 
 
@@ -41,9 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 @reports_usage_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.list_presets:
-        print(list_presets(FOURPP_PRESETS))
+    if listed_presets(args, FOURPP_PRESETS):
         return 0
     if args.demo:
         from eusr_perceptual.demo.fourpp_chain import run_fourpp_demo
@@ -54,8 +50,5 @@ def main(argv=None) -> int:
     from eusr_perceptual.training.gan_run import run_gan
 
     config = gan_config_from_args(args, FOURPP_PRESETS)
-    run_gan(config, args.run_dir or default_run_dir(args.preset), resume=args.resume,
-            strategy=make_strategy(args.strategy), export_dir=args.export_dir or Path("saved_models"),
-            export_name=args.export_name or "4pp_eusr", eval_data=None if args.no_eval else args.eval_data,
-            verbose=2 if args.quiet else "auto")
+    run_gan(config, args.run_dir or default_run_dir(args.preset), resume=args.resume, **run_options(args, "4pp_eusr"))
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Mapping
@@ -91,6 +92,21 @@ def list_presets(presets: Mapping[str, GANConfig]) -> str:
         lines.append(f"{name}\n    {config.description}\n    loss = {config.formula()}\n"
                      f"    G {config.generator['type']} x{config.scale}; {adversary}; {config.order}")
     return "\n".join(lines)
+
+
+def listed_presets(args: argparse.Namespace, presets: Mapping[str, GANConfig]) -> bool:
+    """Sets up logging; prints the presets and returns True when ``--list-presets`` was given."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.list_presets:
+        print(list_presets(presets))
+    return args.list_presets
+
+
+def run_options(args: argparse.Namespace, export_name: str) -> dict:
+    """The keyword arguments of :func:`~eusr_perceptual.training.gan_run.run_gan` the flags give."""
+    return dict(strategy=make_strategy(args.strategy), export_dir=args.export_dir or Path("saved_models"),
+                export_name=args.export_name or export_name, eval_data=None if args.no_eval else args.eval_data,
+                verbose=2 if args.quiet else "auto")
 
 
 def default_run_dir(name: str) -> Path:

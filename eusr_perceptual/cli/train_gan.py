@@ -18,12 +18,10 @@ against bicubic on held-out images).
 from __future__ import annotations
 
 import argparse
-import logging
-from pathlib import Path
 
 from eusr_perceptual.cli.errors import reports_usage_errors
-from eusr_perceptual.cli.gan_flags import (add_gan_flags, default_run_dir, gan_config_from_args, list_presets,
-                                           make_strategy)
+from eusr_perceptual.cli.gan_flags import (add_gan_flags, default_run_dir, gan_config_from_args, listed_presets,
+                                           run_options)
 from eusr_perceptual.configs.presets import PRESETS
 
 
@@ -39,9 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 @reports_usage_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.list_presets:
-        print(list_presets(PRESETS))
+    if listed_presets(args, PRESETS):
         return 0
     from eusr_perceptual.training.gan_run import run_gan
 
@@ -52,9 +48,9 @@ def main(argv=None) -> int:
         args.preset = stage
     config = gan_config_from_args(args, PRESETS)
     run_dir = args.run_dir or default_run_dir(f"{args.preset}{'_demo' if args.demo else ''}")
-    common = dict(strategy=make_strategy(args.strategy), export_dir=args.export_dir or Path("saved_models"),
-                  export_name=args.export_name or args.preset, eval_data=None if args.no_eval else args.eval_data,
-                  verbose=2 if args.quiet or args.demo else "auto")
+    common = run_options(args, args.preset)
+    if args.demo:
+        common["verbose"] = 2
     if args.demo:
         from eusr_perceptual.configs.demo import demo_version
 

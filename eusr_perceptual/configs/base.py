@@ -36,7 +36,7 @@ class ConfigError(ValueError):
 
 
 def setting(default: Any, help: str, *, choices: Sequence[Any] | None = None, resumable: bool = False,
-            flag: bool = True):
+            flag: bool = True, short: str | None = None):
     """A dataclass field with its help text, allowed values and resume policy.
 
     Args:
@@ -45,9 +45,11 @@ def setting(default: Any, help: str, *, choices: Sequence[Any] | None = None, re
         choices: the allowed values, checked on construction and by the flag parser.
         resumable: ``--resume`` may change this setting (e.g. the total step count).
         flag: whether a command-line flag is generated (False for structured values set by presets).
+        short: a shorter flag name for a boolean (``"jit"``: ``--jit`` / ``--no-jit`` beside
+            ``--jit-compile`` / ``--no-jit-compile``).
     """
     metadata = {"help": help, "choices": tuple(choices) if choices is not None else None,
-                "resumable": resumable, "flag": flag}
+                "resumable": resumable, "flag": flag, "short": short}
     if dataclasses.is_dataclass(default) or isinstance(default, (list, dict)):
         value = default
         return dataclasses.field(default_factory=lambda: value, metadata=metadata)
@@ -199,9 +201,11 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config], default
         help_text = f"{field.metadata.get('help', '')} (preset: {current})"
         dest = ".".join(path)
         if kind is bool:
-            group.add_argument(flag, action="store_const", const=True, dest=dest, help=help_text)
-            group.add_argument("--no-" + flag[2:], action="store_const", const=False, dest=dest,
-                               help=argparse.SUPPRESS)
+            short = field.metadata.get("short")
+            group.add_argument(flag, *([f"--{short}"] if short else []), action="store_const", const=True, dest=dest,
+                               help=help_text)
+            group.add_argument("--no-" + flag[2:], *([f"--no-{short}"] if short else []), action="store_const",
+                               const=False, dest=dest, help=argparse.SUPPRESS)
         elif kind in (int, float, str):
             group.add_argument(flag, type=_parse_float if kind is float else kind, dest=dest,
                                choices=field.metadata.get("choices"), help=help_text, metavar=name.upper())

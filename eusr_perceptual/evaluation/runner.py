@@ -23,6 +23,7 @@ from eusr_perceptual.evaluation.benchmarks import Benchmark, load_pair, lr_descr
 from eusr_perceptual.inference import check_route, make_tile_function, route_factor, upscale_image
 from eusr_perceptual.metrics.fidelity import psnr, ssim
 from eusr_perceptual.metrics.niqe import niqe
+from eusr_perceptual.metrics.vif import vifp
 from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS, imresize_uint8
 
 __all__ = ["BORDER", "DatasetResult", "ImageScores", "Method", "SummaryRow", "evaluate_dataset", "summarize"]
@@ -71,6 +72,7 @@ class ImageScores:
     ssim: float
     niqe: float  # NaN when the cropped image is smaller than a NIQE block
     lpips: float | None
+    vif: float  # pixel-domain VIF on Y (AFM Tables I, IV); NaN when the crop is too small
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class SummaryRow:
     niqe: float
     lpips: float | None
     niqe_images: int
+    vif: float = math.nan
 
 
 @dataclass
@@ -106,14 +109,18 @@ class DatasetResult:
         return f"{self.benchmark.name} x{self.scale} (Y channel, 4-px border cropped; {self.lr_source})"
 
 
-def _score(sr: np.ndarray, hr: np.ndarray, lpips) -> tuple[float, float, float, float | None]:
+def _score(sr: np.ndarray, hr: np.ndarray, lpips) -> tuple[float, float, float, float | None, float]:
     try:
         niqe_value = niqe(sr, border=BORDER)
     except ValueError:
         niqe_value = math.nan
+    try:
+        vif_value = vifp(hr, sr, border=BORDER)
+    except ValueError:
+        vif_value = math.nan
     crop = slice(BORDER, -BORDER)
     lpips_value = None if lpips is None else float(lpips(sr[crop, crop], hr[crop, crop]))
-    return psnr(sr, hr, BORDER), ssim(sr, hr, BORDER), niqe_value, lpips_value
+    return psnr(sr, hr, BORDER), ssim(sr, hr, BORDER), niqe_value, lpips_value, vif_value
 
 
 def evaluate_dataset(
@@ -183,6 +190,7 @@ def summarize(result: DatasetResult) -> list[SummaryRow]:
                 _mean([s.niqe for s in mine]),
                 _mean(lpips_values) if lpips_values else None,
                 sum(not math.isnan(s.niqe) for s in mine),
+                _mean([s.vif for s in mine]),
             )
         )
     return rows

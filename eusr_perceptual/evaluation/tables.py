@@ -11,7 +11,7 @@ from eusr_perceptual.evaluation.runner import ImageScores, SummaryRow
 
 __all__ = ["format_table", "table_notes", "write_image_scores_csv", "write_summary_csv"]
 
-COLUMNS = ("Method", "Images", "PSNR (dB)", "SSIM", "NIQE", "LPIPS")
+COLUMNS = ("Method", "Images", "PSNR (dB)", "SSIM", "NIQE", "LPIPS", "VIF")
 
 
 def _cells(row: SummaryRow, lpips_reason: str | None) -> list[str]:
@@ -22,7 +22,7 @@ def _cells(row: SummaryRow, lpips_reason: str | None) -> list[str]:
     if row.niqe_images < row.images and not math.isnan(row.niqe):
         niqe += f" ({row.niqe_images})"
     lpips = number(row.lpips, 4) if lpips_reason is None else "n/a"
-    return [row.method, str(row.images), number(row.psnr, 4), number(row.ssim, 4), niqe, lpips]
+    return [row.method, str(row.images), number(row.psnr, 4), number(row.ssim, 4), niqe, lpips, number(row.vif, 4)]
 
 
 def table_notes(rows: Sequence[SummaryRow], lpips_reason: str | None, skipped: int = 0) -> list[str]:
@@ -64,12 +64,14 @@ def write_summary_csv(
     ``DatasetResult.lr_source``)."""
     with Path(path).open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["dataset", "scale", "method", "images", "psnr", "ssim", "niqe", "lpips", "niqe_images", "lr"])
+        writer.writerow(["dataset", "scale", "method", "images", "psnr", "ssim", "niqe", "lpips", "niqe_images", "lr",
+                         "vif"])
         for row in rows:
             lpips = "" if lpips_reason is not None or row.lpips is None else f"{row.lpips:.6f}"
             niqe = "" if math.isnan(row.niqe) else f"{row.niqe:.6f}"
             writer.writerow(
-                [dataset, scale, row.method, row.images, f"{row.psnr:.6f}", f"{row.ssim:.6f}", niqe, lpips, row.niqe_images, lr_source]
+                [dataset, scale, row.method, row.images, f"{row.psnr:.6f}", f"{row.ssim:.6f}", niqe, lpips, row.niqe_images,
+                 lr_source, "" if math.isnan(row.vif) else f"{row.vif:.6f}"]
             )
 
 
@@ -77,8 +79,9 @@ def write_image_scores_csv(path: str | Path, scores: Sequence[ImageScores]) -> N
     """Per-image scores of one dataset."""
     with Path(path).open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["dataset", "method", "image", "psnr", "ssim", "niqe", "lpips"])
+        writer.writerow(["dataset", "method", "image", "psnr", "ssim", "niqe", "lpips", "vif"])
         for s in scores:
             niqe = "" if math.isnan(s.niqe) else f"{s.niqe:.6f}"
             lpips = "" if s.lpips is None else f"{s.lpips:.6f}"
-            writer.writerow([s.dataset, s.method, s.image, f"{s.psnr:.6f}", f"{s.ssim:.6f}", niqe, lpips])
+            vif = "" if math.isnan(s.vif) else f"{s.vif:.6f}"
+            writer.writerow([s.dataset, s.method, s.image, f"{s.psnr:.6f}", f"{s.ssim:.6f}", niqe, lpips, vif])
