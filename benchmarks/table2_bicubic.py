@@ -51,14 +51,15 @@ def bicubic_row(folder: Path, convention: str) -> tuple[int, float, float, float
 
 
 def format_rows(title: str, rows: list[tuple[str, tuple]], paper: tuple[float, float, float] | None) -> str:
-    header = f"{'':<32}{'images':>7}{'PSNR':>10}{'SSIM':>9}{'NIQE':>9}" + ("   vs paper (PSNR / SSIM / NIQE)" if paper else "")
-    lines = [title, header, "-" * len(header)]
+    from eusr_perceptual.evaluation.tables import render_table
+
+    body = []
     for label, (images, psnr, ssim, niqe) in rows:
-        line = f"{label:<32}{images:>7}{psnr:>10.4f}{ssim:>9.4f}{niqe:>9.4f}"
+        versus = ""
         if paper and label.startswith("LR convention"):
-            line += f"   {psnr - paper[0]:+.4f} / {ssim - paper[1]:+.4f} / {niqe - paper[2]:+.4f}"
-        lines.append(line)
-    return "\n".join(lines)
+            versus = f"{psnr - paper[0]:+.4f} / {ssim - paper[1]:+.4f} / {niqe - paper[2]:+.4f}"
+        body.append([label, str(images), f"{psnr:.4f}", f"{ssim:.4f}", f"{niqe:.4f}", versus])
+    return render_table(title, ("", "images", "PSNR", "SSIM", "NIQE", "vs paper (PSNR / SSIM / NIQE)"), body)
 
 
 def main(argv=None) -> int:

@@ -99,6 +99,8 @@ def evaluate_predictor(
 
 def format_table(title: str, metrics: ScoreMetrics, paper: dict[str, float] | None = None) -> str:
     """A plain-text table of ``metrics`` with the paper's value where it reports one."""
+    from eusr_perceptual.evaluation.tables import render_table
+
     paper = paper or {}
     rows = [
         ("squared EMD (eq. 1)", "squared_emd"),
@@ -107,13 +109,9 @@ def format_table(title: str, metrics: ScoreMetrics, paper: dict[str, float] | No
         ("LCC of mean scores", "lcc"),
         ("accuracy at score 5", "accuracy"),
     ]
-    lines = [title, f"{'metric':<24}{'value':>10}{'paper':>10}", "-" * 44]
-    for label, key in rows:
-        value = getattr(metrics, key)
-        shown = "n/a" if math.isnan(value) else f"{value:.4f}"
-        reference = f"{paper[key]:.3f}" if key in paper else ""
-        lines.append(f"{label:<24}{shown:>10}{reference:>10}".rstrip())
-    lines.append(f"{'validation images':<24}{metrics.images:>10d}")
-    if any(math.isnan(getattr(metrics, key)) for _, key in rows):
-        lines.append("n/a: undefined, the predicted (or true) mean scores are all equal")
-    return "\n".join(lines)
+    body = [[label, "n/a" if math.isnan(getattr(metrics, key)) else f"{getattr(metrics, key):.4f}",
+             f"{paper[key]:.3f}" if key in paper else ""] for label, key in rows]
+    body.append(["validation images", str(metrics.images), ""])
+    notes = (["n/a: undefined, the predicted (or true) mean scores are all equal"]
+             if any(math.isnan(getattr(metrics, key)) for _, key in rows) else [])
+    return render_table(title, ("metric", "value", "paper"), body, notes)

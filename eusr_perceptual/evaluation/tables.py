@@ -9,7 +9,7 @@ from typing import Sequence
 
 from eusr_perceptual.evaluation.runner import ImageScores, SummaryRow
 
-__all__ = ["format_table", "table_notes", "write_image_scores_csv", "write_summary_csv"]
+__all__ = ["format_table", "render_table", "table_notes", "write_image_scores_csv", "write_summary_csv"]
 
 COLUMNS = ("Method", "Images", "PSNR (dB)", "SSIM", "NIQE", "LPIPS", "VIF")
 
@@ -37,23 +37,29 @@ def table_notes(rows: Sequence[SummaryRow], lpips_reason: str | None, skipped: i
     return notes
 
 
-def format_table(
-    title: str, rows: Sequence[SummaryRow], lpips_reason: str | None = None, skipped: int = 0, markdown: bool = False
-) -> str:
-    """The summary as an aligned text table or a Markdown table, with its notes."""
-    body = [_cells(row, lpips_reason) for row in rows]
-    notes = table_notes(rows, lpips_reason, skipped)
+def render_table(title: str, columns: Sequence[str], body: Sequence[Sequence[str]], notes: Sequence[str] = (),
+                 markdown: bool = False) -> str:
+    """Any table of the project: aligned text (first column left, others right) or Markdown,
+    with a title and footnotes. Every formatter of results goes through it."""
     if markdown:
-        lines = [f"### {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        lines = [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
         return "\n".join(lines + ([""] + [f"*{note}*" for note in notes] if notes else [])) + "\n"
-    widths = [max(len(c) for c in column) for column in zip(COLUMNS, *body)]
+    widths = [max(len(c) for c in column) for column in zip(columns, *body)]
     aligned = [
         "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(cells, widths)))
-        for cells in [list(COLUMNS), *body]
+        for cells in [list(columns), *body]
     ]
     rule = "-" * len(aligned[0])
     return "\n".join([title, rule, aligned[0], rule, *aligned[1:], rule, *notes]) + "\n"
+
+
+def format_table(
+    title: str, rows: Sequence[SummaryRow], lpips_reason: str | None = None, skipped: int = 0, markdown: bool = False
+) -> str:
+    """The evaluation summary as an aligned text table or a Markdown table, with its notes."""
+    body = [_cells(row, lpips_reason) for row in rows]
+    return render_table(title, COLUMNS, body, table_notes(rows, lpips_reason, skipped), markdown)
 
 
 def write_summary_csv(
