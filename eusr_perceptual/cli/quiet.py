@@ -9,14 +9,19 @@ restore it; if the start fails, the captured text is printed with the error.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
 
 
 def start_tensorflow(verbose: bool = False) -> None:
-    """Imports TensorFlow and creates its devices, silently unless ``verbose``."""
-    if verbose or "tensorflow" in sys.modules:
+    """Imports TensorFlow and creates its devices, silently unless ``verbose``; TensorFlow's
+    absl INFO chatter (checkpoint sharding, SavedModel writing) is hidden too."""
+    if verbose:
+        return
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
