@@ -1,55 +1,80 @@
 """TF Serving-ready SavedModels of a generator: ``saved_models/<name>/<version>/``.
 
 Every scale of the model, and each multi-pass route it supports (unless ``paths`` narrows
-them), gets two signatures, both taking ``images`` ``[batch, height, width, 3]`` with dynamic batch and size
-and returning ``{"upscaled": ...}``:
+them), gets four signatures, all with dynamic batch and size. Two take ``images``
+``[batch, height, width, 3]`` and return ``{"upscaled": ...}``:
 
 * ``upscale_x<s>`` / ``path_<route>``: uint8 in, uint8 out (MATLAB rounding, clipped);
 * ``upscale_x<s>_float`` / ``path_<route>_float``: float32 in [0, 255] in, the model's
   float32 output out (neither clipped nor rounded, so passes compose as in Keras);
 
+two take encoded images, ``images_bytes`` ``[batch]`` of ``tf.string`` (PNG, JPEG, BMP, GIF;
+sizes may differ within a batch; TF Serving's REST ``{"b64": ...}`` values), and return PNG
+bytes ``{"upscaled_bytes": [batch]}`` (:mod:`eusr_perceptual.serving.codec`: grayscale, RGBA
+and 16-bit PNG handled as the project's image reader does; a non-image payload fails with
+an ``InvalidArgument`` error naming it):
+
+* ``upscale_x<s>_png`` / ``path_<route>_png``: the whole image at once (the uint8 signature);
+* ``upscale_x<s>_png_tiled`` / ``path_<route>_png_tiled``: tiles of ``tile`` LR pixels with
+  ``overlap`` pixels of context, inside the graph (:mod:`eusr_perceptual.serving.tiling`), so
+  that large images are served in bounded memory.
+
 ``serving_default`` is ``upscale_x4`` (the model's largest scale if it has no x4 path).
+Every ``images`` signature checks inside its graph that the input has 3 channels and otherwise fails
+with :data:`CHANNELS_MESSAGE` (TF Serving and loaded signatures do not enforce the declared
+channel count themselves; without the check a 4-channel batch failed inside the model with
+"Incompatible shapes: [1,5,6,4] vs. [3]").
 The 4PP-EUSR routes ``x2x2`` and ``x8down`` (Table 3) appear as ``path_x2x2`` and
 ``path_x8down`` when the model has the x2 / x8 paths they use.
 
 The SavedModel holds only TensorFlow graphs and variables: ``tf.saved_model.load`` runs it
-without Keras or this project, and TF Serving serves it as it is.
+without Keras or this project, and TF Serving serves it as it is. With tensorflow-serving-api
+installed (the ``export`` extra) the export also writes TF Serving's warm-up file,
+``assets.extra/tf_serving_warmup_requests``: one request per signature on a 32x32 image
+(:mod:`eusr_perceptual.serving.warmup`). See docs/serving.md.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import tensorflow as tf
 
-from eusr_perceptual.inference import MULTIPASS_ROUTES, routes_of, run_route
+from eusr_perceptual.inference import MULTIPASS_ROUTES, route_factor, routes_of, run_route
 from eusr_perceptual.models.loading import float_signature_name
-from eusr_perceptual.resize import resize_weights, round_to_uint8_tf
+from eusr_perceptual.resize import round_to_uint8_tf
+from eusr_perceptual.serving.codec import IMAGES_BYTES, UPSCALED_BYTES, encoded_images_spec, upscale_encoded
+from eusr_perceptual.serving.graph_resize import halve_matlab_graph
+from eusr_perceptual.serving.tiling import upscale_tiled
+from eusr_perceptual.serving.warmup import MissingExtra, warmup_image, write_warmup_requests
 
-__all__ = ["export_savedmodel", "halve_matlab_graph", "signature_names"]
+__all__ = [
+    "encoded_signature_names",
+    "export_savedmodel",
+    "exported_routes",
+    "halve_matlab_graph",
+    "signature_names",
+]
+
+log = logging.getLogger(__name__)
 
 
-def _halving_taps() -> np.ndarray:
-    """The 8 taps of MATLAB ``imresize(x, 0.5)`` (bicubic, antialiased) away from borders."""
-    _, weights = resize_weights(32, 16, 0.5)
-    return weights[8]
+def exported_routes(model, paths: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The model's scales, then the multi-pass x4 routes of ``paths`` (default: all it supports).
 
-
-def halve_matlab_graph(images: tf.Tensor) -> tf.Tensor:
-    """MATLAB bicubic halving of even-sized float ``[B, H, W, C]`` images, in graph ops only.
-
-    Equal to :func:`eusr_perceptual.resize.imresize_tf` with ``scale=0.5`` for even sizes:
-    an exact halving has 8 fixed taps centred between pixels ``2i`` and ``2i + 1``, and
-    MATLAB's mirrored indices at the borders are 3 pixels of symmetric padding. Unlike
-    ``imresize_tf`` it needs no ``numpy_function`` for unknown sizes, so it can be saved.
+    Raises:
+        ValueError: a route of ``paths`` is not supported by the model.
     """
-    taps = _halving_taps()
-    channels = images.shape[-1]
-    kernel = tf.constant(np.outer(taps, taps)[:, :, None, None], tf.float32)
-    padded = tf.pad(tf.cast(images, tf.float32), [[0, 0], [3, 3], [3, 3], [0, 0]], mode="SYMMETRIC")
-    return tf.nn.depthwise_conv2d(padded, tf.tile(kernel, [1, 1, channels, 1]), [1, 2, 2, 1], "VALID")
+    available = routes_of(model)
+    requested = tuple(r for r in available if r in MULTIPASS_ROUTES) if paths is None else tuple(paths)
+    for route in requested:
+        if route not in available:
+            raise ValueError(f"the model has no {route} route; it supports {', '.join(available)}")
+    multipass = tuple(dict.fromkeys(r for r in requested if r in MULTIPASS_ROUTES))
+    return tuple(f"x{scale}" for scale in model.scales) + multipass
 
 
 def signature_names(route: str) -> tuple[str, str]:
@@ -58,8 +83,25 @@ def signature_names(route: str) -> tuple[str, str]:
     return float_name.removesuffix("_float"), float_name
 
 
+def encoded_signature_names(route: str) -> tuple[str, str]:
+    """``(PNG name, tiled PNG name)`` of a route's encoded-image signatures."""
+    png_name = f"{signature_names(route)[0]}_png"
+    return png_name, f"{png_name}_tiled"
+
+
 def _images_spec(dtype: tf.DType) -> tf.TensorSpec:
     return tf.TensorSpec([None, None, None, 3], dtype, name="images")
+
+
+#: The message of a signature called with other than 3 channels (a loaded signature and TF
+#: Serving feed such tensors to the graph despite the declared shape).
+CHANNELS_MESSAGE = "images must be RGB, [batch, height, width, 3]; convert grayscale/RGBA images first. Channels given vs expected:"
+
+
+def _assert_rgb(images: tf.Tensor) -> tf.Tensor:
+    """The signature's own check of the channel count, with :data:`CHANNELS_MESSAGE`."""
+    with tf.control_dependencies([tf.debugging.assert_equal(tf.shape(images)[-1], 3, message=CHANNELS_MESSAGE)]):
+        return tf.identity(images)
 
 
 class _TracedPaths:
@@ -87,6 +129,9 @@ def export_savedmodel(
     name: str,
     version: int | None = None,
     paths: Iterable[str] | None = None,
+    tile: int = 128,
+    overlap: int = 32,
+    warmup: bool = True,
 ) -> Path:
     """Writes ``<export_dir>/<name>/<version>/`` and returns that folder.
 
@@ -98,19 +143,18 @@ def export_savedmodel(
         paths: the multi-pass x4 routes to expose beside the scales (``"x2x2"``,
             ``"x8down"``; default: those the model supports; ``()`` for none). Every scale of
             the model is always exported, so ``multipass.PATHS`` may be passed as it is.
+        tile: LR core size of the ``_png_tiled`` signatures' tiles (default as
+            :func:`eusr_perceptual.inference.upscale_image`).
+        overlap: LR context pixels around each tile of the ``_png_tiled`` signatures.
+        warmup: write ``assets.extra/tf_serving_warmup_requests`` (needs tensorflow-serving-api;
+            without it a warning is logged and the file is left out).
 
     Raises:
         FileExistsError: the version folder exists already.
         ValueError: a requested route is not supported by the model.
     """
     scales = tuple(model.scales)
-    available = routes_of(model)
-    requested = tuple(r for r in available if r in MULTIPASS_ROUTES) if paths is None else tuple(paths)
-    for route in requested:
-        if route not in available:
-            raise ValueError(f"the model has no {route} route; it supports {', '.join(available)}")
-    multipass = tuple(dict.fromkeys(r for r in requested if r in MULTIPASS_ROUTES))
-    routes = tuple(f"x{scale}" for scale in scales) + multipass
+    routes = exported_routes(model, paths)
     base = Path(export_dir) / name
     version = _next_version(base) if version is None else int(version)
     target = base / str(version)
@@ -119,20 +163,47 @@ def export_savedmodel(
 
     module = tf.Module()
     module.generator_variables = list(model.variables)
-    signatures = {}
+    signatures, warmup_inputs = {}, {}
+    image = warmup_image()[None]
+    png = tf.io.encode_png(image[0]).numpy()
 
     def add(route: str, float_function) -> None:
-        """Traces a route's float32 signature and its uint8 wrapper onto ``module``."""
+        """Traces a route's float32 signature and its uint8 and encoded-image wrappers.
+
+        Only the concrete functions are saved, as signatures: ``tf.function`` attributes of the
+        module would be traced again when saving.
+        """
         uint8_name, float_name = signature_names(route)
-        float_traced = tf.function(float_function, input_signature=[_images_spec(tf.float32)])
+        png_name, tiled_name = encoded_signature_names(route)
+        factor = route_factor(route)
+        float_traced = tf.function(lambda images: float_function(_assert_rgb(images)), input_signature=[_images_spec(tf.float32)])
 
         def uint8_function(images):
             return {"upscaled": round_to_uint8_tf(float_traced(tf.cast(images, tf.float32))["upscaled"])}
 
         uint8_traced = tf.function(uint8_function, input_signature=[_images_spec(tf.uint8)])
-        for signature_name, traced in ((float_name, float_traced), (uint8_name, uint8_traced)):
-            setattr(module, signature_name, traced)
+
+        def upscale_uint8(images):  # float32 integer values (decoded pixels) -> uint8
+            return uint8_traced(tf.cast(images, tf.uint8))["upscaled"]
+
+        def upscale_uint8_tiled(images):
+            return upscale_tiled(upscale_uint8, images, factor, tile, overlap)
+
+        def encoded_signature(upscale):
+            def encoded(images_bytes):
+                return {UPSCALED_BYTES: upscale_encoded(images_bytes, upscale, factor)}
+
+            return tf.function(encoded, input_signature=[encoded_images_spec()], autograph=False)
+
+        png_traced, tiled_traced = encoded_signature(upscale_uint8), encoded_signature(upscale_uint8_tiled)
+        for signature_name, traced, inputs in (
+            (float_name, float_traced, {"images": image.astype(np.float32)}),
+            (uint8_name, uint8_traced, {"images": image}),
+            (png_name, png_traced, {IMAGES_BYTES: np.array([png], object)}),
+            (tiled_name, tiled_traced, {IMAGES_BYTES: np.array([png], object)}),
+        ):
             signatures[signature_name] = traced.get_concrete_function()
+            warmup_inputs[signature_name] = inputs
 
     # Each path of the model is traced once; the multi-pass routes call those traces.
     traced_model = _TracedPaths(
@@ -140,6 +211,12 @@ def export_savedmodel(
     )
     for route in routes:
         add(route, lambda images, r=route: {"upscaled": run_route(traced_model, images, r, halve_fn=halve_matlab_graph)})
-    signatures["serving_default"] = signatures[signature_names(f"x{_serving_default_scale(scales)}")[0]]
+    default = signature_names(f"x{_serving_default_scale(scales)}")[0]
+    signatures["serving_default"], warmup_inputs["serving_default"] = signatures[default], warmup_inputs[default]
     tf.saved_model.save(module, str(target), signatures=signatures)
+    if warmup:
+        try:
+            write_warmup_requests(target, name, warmup_inputs.items())
+        except MissingExtra as error:
+            log.warning("%s: exported without warm-up requests: %s", target, error)
     return target

@@ -11,6 +11,12 @@ border), upscaled, and only the upscaled core is kept, with no blending. Where `
 covers the model's receptive field the result is the whole-image result (the zero padding at
 a tile edge never reaches a kept pixel); with a shorter overlap, kept pixels near a tile edge
 see the padding only through the far end of the receptive field, whose weight decays.
+Tiles of one size run several per call (as many as a memory budget allows); each is computed
+exactly as it would be alone.
+
+Each (model, route) is traced once per process (:func:`make_tile_function` caches a
+:class:`TileFunction` per model), for every tile and batch size: an evaluation of several
+models and routes over images of many sizes never retraces.
 
 Geometric self-ensemble (Lim et al. 2017, EDSR+): the mean of the model's outputs on the
 8 flips/rotations of the input, each transformed back.
@@ -18,17 +24,21 @@ Geometric self-ensemble (Lim et al. 2017, EDSR+): the mean of the model's output
 
 from __future__ import annotations
 
+import logging
 import re
+import weakref
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
+from eusr_perceptual.data.images import DecodedImage
 from eusr_perceptual.models.multipass import PATHS, halve
-from eusr_perceptual.resize import round_to_uint8_tf
+from eusr_perceptual.resize import imresize, round_to_uint8_tf, to_uint8_matlab
 
 __all__ = [
     "MULTIPASS_ROUTES",
+    "TileFunction",
     "check_route",
     "make_tile_function",
     "route_factor",
@@ -36,8 +46,12 @@ __all__ = [
     "routes_of",
     "run_route",
     "tile_boxes",
+    "tiles_per_call",
+    "upscale_decoded",
     "upscale_image",
 ]
+
+log = logging.getLogger(__name__)
 
 #: 4PP-EUSR's multi-pass x4 routes (Table 3) beside the x4 path itself.
 MULTIPASS_ROUTES = tuple(path for path in PATHS if path != "x4")
@@ -108,21 +122,98 @@ def _ensemble_transforms() -> list[tuple[Callable, Callable]]:
     return pairs
 
 
-def make_tile_function(model, route: str = "x4", self_ensemble: bool = False) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A traced function: float ``[1, h, w, 3]`` LR tile -> uint8 ``[1, fh, fw, 3]`` SR tile.
+#: Input of every tile function: float32 LR tiles of any batch size and size.
+TILE_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32)
 
-    One trace serves every tile size; reuse it across images of a folder.
+#: Estimated bytes of live activations per output pixel of a tile, used to choose how many
+#: tiles run per call: about four 64-channel float32 maps at the output resolution (the
+#: last upscaling module's outputs, their concatenation, the depth-to-space result).
+#: Measured peak RSS of the paper-size EUSR x4 path: 920 bytes per output pixel.
+BYTES_PER_OUTPUT_PIXEL = 1024
+
+#: Default memory budget of the tiles of one call (MiB): 3 tiles of 192 x 192 LR pixels
+#: (128-pixel cores with 32 pixels of context) at x4.
+DEFAULT_MEMORY_BUDGET_MIB = 2048
+
+
+def default_inference_jit() -> bool:
+    """XLA for inference by default only with a GPU.
+
+    On the 2-core CPU of ``docs/performance.md`` XLA makes EUSR inference slower (XLA's CPU
+    convolutions do not use oneDNN, and they dominate inference), and every new tile size
+    costs a compilation; with a GPU XLA usually pays.
     """
-    check_route(model, route)
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
-    def upscale(tile: tf.Tensor) -> tf.Tensor:
-        if not self_ensemble:
-            return round_to_uint8_tf(run_route(model, tile, route))
-        outputs = [inverse(run_route(model, forward(tile), route)) for forward, inverse in _ensemble_transforms()]
-        return round_to_uint8_tf(tf.add_n(outputs) / len(outputs))
+class TileFunction:
+    """Float ``[B, h, w, 3]`` LR tiles in [0, 255] -> uint8 ``[B, fh, fw, 3]`` SR tiles.
 
-    return tf.function(upscale, input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+    Traced once, for every batch and tile size (``TILE_SPEC``), and called as a concrete
+    function: evaluating several models and routes never retraces (TensorFlow's "triggered
+    tf.function retracing" warning counts traces of one Python function, and every tile
+    function shares one). ``traces`` counts the traces. With ``jit_compile`` the function
+    is compiled with XLA (once per distinct tile shape, at its first call); if XLA cannot
+    compile it, the first call logs one line saying why and the function falls back to a
+    graph without XLA (``jit_compile`` becomes False).
+    """
+
+    def __init__(self, model, route: str, self_ensemble: bool, jit_compile: bool):
+        check_route(model, route)
+        self.route, self.self_ensemble, self.jit_compile = route, self_ensemble, jit_compile
+        self.traces = 0
+        self._model = weakref.ref(model)
+        self._verified = not jit_compile
+        self._function = self._trace()
+
+    def _trace(self):
+        model_ref, route, self_ensemble = self._model, self.route, self.self_ensemble
+
+        def upscale(tiles: tf.Tensor) -> tf.Tensor:
+            model = model_ref()
+            if not self_ensemble:
+                return round_to_uint8_tf(run_route(model, tiles, route))
+            outputs = [inverse(run_route(model, forward(tiles), route)) for forward, inverse in _ensemble_transforms()]
+            return round_to_uint8_tf(tf.add_n(outputs) / len(outputs))
+
+        self.traces += 1
+        return tf.function(upscale, jit_compile=self.jit_compile).get_concrete_function(TILE_SPEC)
+
+    def __call__(self, tiles) -> tf.Tensor:
+        tiles = tf.convert_to_tensor(tiles, tf.float32)
+        if self._verified:
+            return self._function(tiles)
+        try:
+            result = self._function(tiles)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
+            reason = str(error).strip().splitlines()[0][:300]
+            log.warning("XLA off for %s %s inference: %s", getattr(self._model(), "name", "model"), self.route, reason)
+            self.jit_compile = False
+            self._function = self._trace()
+            result = self._function(tiles)
+        self._verified = True
+        return result
+
+
+#: One tile function per (model, route, self-ensemble, XLA) for the models' lifetime.
+_TILE_FUNCTIONS: "weakref.WeakKeyDictionary[object, dict[tuple, TileFunction]]" = weakref.WeakKeyDictionary()
+
+
+def make_tile_function(
+    model, route: str = "x4", self_ensemble: bool = False, jit_compile: bool | None = None
+) -> TileFunction:
+    """The :class:`TileFunction` of ``model`` along ``route``: made and traced on the first
+    request, then the same object for every image, tile size and caller (evaluation,
+    upscaling, reports) while the model lives.
+
+    ``jit_compile``: XLA (with fallback); None = :func:`default_inference_jit`.
+    """
+    jit_compile = default_inference_jit() if jit_compile is None else bool(jit_compile)
+    functions = _TILE_FUNCTIONS.setdefault(model, {})
+    key = (route, bool(self_ensemble), jit_compile)
+    if key not in functions:
+        functions[key] = TileFunction(model, route, bool(self_ensemble), jit_compile)
+    return functions[key]
 
 
 def tile_boxes(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
@@ -140,6 +231,18 @@ def tile_boxes(length: int, tile: int, overlap: int) -> list[tuple[int, int, int
     return boxes
 
 
+def tiles_per_call(height: int, width: int, factor: int, memory_budget_mib: float) -> int:
+    """How many ``height x width`` LR tiles upscaled ``factor`` times fit in the budget (>= 1),
+    at :data:`BYTES_PER_OUTPUT_PIXEL`."""
+    tile_bytes = height * width * factor**2 * BYTES_PER_OUTPUT_PIXEL
+    return max(1, int(memory_budget_mib * 2**20 // tile_bytes))
+
+
+def _peak_factor(route: str) -> int:
+    """The largest resolution factor a route reaches (x8down: 8 before the halving)."""
+    return max(route_factor(route), *route_scales(route))
+
+
 def upscale_image(
     model,
     lr: np.ndarray,
@@ -148,6 +251,8 @@ def upscale_image(
     overlap: int = 32,
     self_ensemble: bool = False,
     tile_function: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    memory_budget_mib: float = DEFAULT_MEMORY_BUDGET_MIB,
+    max_tiles_per_call: int | None = None,
 ) -> np.ndarray:
     """Upscales one uint8 HxWx3 image along ``route``; returns uint8 (rounded, clipped).
 
@@ -158,10 +263,14 @@ def upscale_image(
         tile: LR core size of a tile; ``None`` runs the whole image at once.
         overlap: LR context pixels added on each side of a tile.
         self_ensemble: average the outputs over the 8 flips/rotations.
-        tile_function: a function from :func:`make_tile_function` to reuse across images
-            (saves retracing); built here if not given.
+        tile_function: a function taking ``[B, h, w, 3]`` float tiles (default: the model's
+            cached :func:`make_tile_function`).
+        memory_budget_mib: memory for the tiles of one call: tiles of one size run together,
+            as many per call as :func:`tiles_per_call` allows.
+        max_tiles_per_call: a cap on that number (1: one tile per call).
 
-    Memory is that of one tile's forward pass plus the uint8 output, whatever the size.
+    Batching changes nothing in the result: each tile is computed as it would be alone.
+    Memory is that of one call's forward pass plus the uint8 output, whatever the size.
     """
     check_route(model, route)
     factor = route_factor(route)
@@ -171,13 +280,43 @@ def upscale_image(
     height, width = lr.shape[:2]
     run = tile_function or make_tile_function(model, route, self_ensemble)
     tile_h, tile_w = (height, width) if tile is None else (tile, tile)
+    # Tiles of one LR size can share a call; an image has at most nine sizes.
+    by_size: dict[tuple[int, int], list] = {}
+    for y_box in tile_boxes(height, tile_h, overlap):
+        for x_box in tile_boxes(width, tile_w, overlap):
+            by_size.setdefault((y_box[1] - y_box[0], x_box[1] - x_box[0]), []).append((y_box, x_box))
     output = np.empty((height * factor, width * factor, 3), np.uint8)
-    for y0, y1, core_y0, core_y1 in tile_boxes(height, tile_h, overlap):
-        for x0, x1, core_x0, core_x1 in tile_boxes(width, tile_w, overlap):
-            patch = tf.convert_to_tensor(lr[None, y0:y1, x0:x1], tf.float32)
-            sr = run(patch)[0].numpy()
-            top, left = (core_y0 - y0) * factor, (core_x0 - x0) * factor
-            output[core_y0 * factor : core_y1 * factor, core_x0 * factor : core_x1 * factor] = sr[
-                top : top + (core_y1 - core_y0) * factor, left : left + (core_x1 - core_x0) * factor
-            ]
+    for (tile_height, tile_width), boxes in by_size.items():
+        per_call = tiles_per_call(tile_height, tile_width, _peak_factor(route), memory_budget_mib)
+        per_call = min(per_call, max_tiles_per_call or per_call)
+        for first in range(0, len(boxes), per_call):
+            chunk = boxes[first : first + per_call]
+            patches = np.stack([lr[y0:y1, x0:x1] for (y0, y1, _, _), (x0, x1, _, _) in chunk])
+            upscaled = np.asarray(run(patches))
+            for sr, ((y0, _, core_y0, core_y1), (x0, _, core_x0, core_x1)) in zip(upscaled, chunk):
+                top, left = (core_y0 - y0) * factor, (core_x0 - x0) * factor
+                output[core_y0 * factor : core_y1 * factor, core_x0 * factor : core_x1 * factor] = sr[
+                    top : top + (core_y1 - core_y0) * factor, left : left + (core_x1 - core_x0) * factor
+                ]
     return output
+
+
+def upscale_decoded(model, image: DecodedImage, route: str = "x4", **options) -> np.ndarray:
+    """Upscales a decoded file keeping its kind: grayscale stays gray, alpha is kept.
+
+    The colour goes through :func:`upscale_image` (``options`` are passed on to it). A grayscale file's result is the mean of the three
+    output channels (the generator may tint a gray input slightly), rounded as MATLAB's
+    ``uint8``. Alpha is upscaled separately with MATLAB bicubic :func:`~..resize.imresize`
+    (the generator was trained on photographs, not on masks); the colour under it is the
+    file's straight colour, not composited.
+
+    Returns:
+        uint8 HxW (gray), HxWx2 (gray + alpha), HxWx3 (RGB) or HxWx4 (RGBA), which
+        ``PIL.Image.fromarray`` writes as an L, LA, RGB or RGBA PNG.
+    """
+    upscaled = upscale_image(model, image.rgb, route, **options)
+    if image.grayscale:
+        upscaled = to_uint8_matlab(upscaled.mean(axis=-1))
+    if image.alpha is None:
+        return upscaled
+    return np.dstack([upscaled, imresize(image.alpha, scale=route_factor(route))])

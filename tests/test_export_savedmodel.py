@@ -1,7 +1,11 @@
-"""SavedModel export: signatures, TensorFlow-only loading, numbers against the Keras model."""
+"""SavedModel exports (generator and NIMA): signatures, TensorFlow-only serving with TF
+Serving's REST JSON, warm-up requests, and numbers against the Keras models."""
 
+import base64
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,44 +14,104 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from eusr_perceptual.export import export_savedmodel, halve_matlab_graph
 from eusr_perceptual.inference import run_route
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.models.loading import SavedModelGenerator, load_generator
 from eusr_perceptual.resize import imresize_tf, round_to_uint8_tf
+from eusr_perceptual.serving import rest
+from eusr_perceptual.serving.warmup import WARMUP_FILE, read_warmup_requests
+from nima.export import export_predictor
+from nima.model import build_nima
 
 REPO = Path(__file__).resolve().parents[1]
-SIGNATURES = {
-    "serving_default", "upscale_x2", "upscale_x4", "upscale_x8", "upscale_x2_float", "upscale_x4_float",
-    "upscale_x8_float", "path_x2x2", "path_x8down", "path_x2x2_float", "path_x8down_float",
-}
+ROUTES = {"x2": 2, "x4": 4, "x8": 8, "x2x2": 4, "x8down": 4}
+TENSOR_SIGNATURES = {f"{'upscale' if r[1:].isdigit() else 'path'}_{r}{kind}" for r in ROUTES for kind in ("", "_float")}
+PNG_SIGNATURES = {f"{'upscale' if r[1:].isdigit() else 'path'}_{r}{kind}" for r in ROUTES for kind in ("_png", "_png_tiled")}
+SIGNATURES = TENSOR_SIGNATURES | PNG_SIGNATURES | {"serving_default"}
+NIMA_SIGNATURES = {"serve", "serving_default", "score_png"}
 
-# Runs in a fresh interpreter where Keras and this project cannot be imported: the
-# `saved_model_cli show --all` command (in-process, to start TensorFlow once), then
-# tf.saved_model.load and every signature on a batch of images.
+# Runs in a fresh interpreter where Keras and this project cannot be imported, as TF Serving
+# would: the `saved_model_cli show --all` command (in-process, to start TensorFlow once) on
+# every export; tf.saved_model.load; the warm-up requests of each export (parsed with
+# tensorflow-serving-api's protos); every tensor signature of the generator on a batch of
+# images; TF Serving's REST :predict JSON bodies through eusr_perceptual/serving/rest.py
+# (TensorFlow only, run from its file, not imported as part of the project).
 SERVE_WITHOUT_KERAS = """
-import contextlib, io, json, sys
+import contextlib, io, json, runpy, sys
 sys.modules["keras"] = None
 sys.modules["eusr_perceptual"] = None
+sys.modules["nima"] = None
 import numpy as np, tensorflow as tf
 from tensorflow.python.tools import saved_model_cli
+from tensorflow_serving.apis import prediction_log_pb2
 
-path, images_file, out_file, listing_file = sys.argv[1:5]
-listing = io.StringIO()
-sys.argv = ["saved_model_cli", "show", "--all", "--dir", path]
-with contextlib.redirect_stdout(listing), contextlib.suppress(SystemExit):
-    saved_model_cli.main()
-open(listing_file, "w").write(listing.getvalue())
-loaded = tf.saved_model.load(path)
-images = np.load(images_file)
+job = json.load(open(sys.argv[1]))
+listings, loaded, warmup = {}, {}, {}
+for name, path in job["exports"].items():
+    listing = io.StringIO()
+    sys.argv = ["saved_model_cli", "show", "--all", "--dir", path]
+    with contextlib.redirect_stdout(listing), contextlib.suppress(SystemExit):
+        saved_model_cli.main()
+    listings[name] = listing.getvalue()
+    loaded[name] = tf.saved_model.load(path)
+    warmup[name] = []
+    for record in tf.data.TFRecordDataset(path + "/assets.extra/tf_serving_warmup_requests").as_numpy_iterator():
+        request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+        outputs = loaded[name].signatures[request.model_spec.signature_name](**inputs)
+        shapes = {key: list(value.shape) for key, value in outputs.items()}
+        if "upscaled_bytes" in outputs:
+            shapes["png"] = list(tf.io.decode_png(outputs["upscaled_bytes"][0]).shape)
+        warmup[name].append([request.model_spec.name, request.model_spec.signature_name, shapes])
+images = np.load(job["images"])
 out = {}
-for name, signature in loaded.signatures.items():
-    x = images if "float" not in name else images.astype(np.float32)
-    out[name] = signature(images=tf.constant(x))["upscaled"].numpy()
-np.savez(out_file, **out)
+for name, signature in loaded["eusr"].signatures.items():
+    if "_png" not in name:
+        x = images if "float" not in name else images.astype(np.float32)
+        out[name] = signature(images=tf.constant(x))["upscaled"].numpy()
+np.savez(job["out"], **out)
+predict = runpy.run_path(job["rest"])["predict"]
+responses = []
+for request in job["requests"]:
+    try:
+        responses.append(predict(loaded[request["export"]], request["body"]))
+    except (ValueError, tf.errors.OpError) as error:
+        responses.append({"error": type(error).__name__, "message": str(error)})
+json.dump({"listings": listings, "warmup": warmup, "responses": responses}, open(job["answers"], "w"))
 print(json.dumps({name: [str(v.dtype), list(v.shape)] for name, v in out.items()}))
 """
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _b64(payload: bytes) -> dict:
+    return {"b64": base64.b64encode(payload).decode("ascii")}
+
+
+def _unpng(value: dict) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(value["b64"]))))
+
+
+def calibrated_nima(seed: int = 0) -> keras.Model:
+    """A NIMA model with random weights whose scores depend on the image: batch-norm statistics
+    taken from one batch (randomly initialised MobileNetV2 features otherwise vanish)."""
+    keras.utils.set_random_seed(seed)
+    model = build_nima(weights=None, input_shape=(None, None, 3))
+    backbone = model.get_layer("mobilenetv2")
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    backbone(np.random.default_rng(seed).uniform(-1, 1, (4, 48, 48, 3)).astype(np.float32), training=True)
+    kernel, bias = model.get_layer("distribution").get_weights()
+    model.get_layer("distribution").set_weights([kernel * 0.05, bias])
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +120,17 @@ def exported(tmp_path_factory):
     model = EUSR(EUSRConfig(channels=8, shared_blocks=1, scales=(2, 4, 8)))
     model.build()
     base = tmp_path_factory.mktemp("saved_models")
-    return model, export_savedmodel(model, base, "eusr")
+    return model, export_savedmodel(model, base, "eusr", tile=4, overlap=16)  # several tiles per test image
+
+
+@pytest.fixture(scope="module")
+def nima_exported(tmp_path_factory):
+    model = calibrated_nima()
+    return model, export_predictor(model, tmp_path_factory.mktemp("nima"), "nima_ava").saved_model
+
+
+def _factor(signature: str) -> int:
+    return 4 if signature == "serving_default" else ROUTES[signature.split("_")[1]]
 
 
 def test_export_goes_to_name_and_version_and_refuses_what_it_cannot_do(exported, tmp_path):
@@ -72,37 +146,73 @@ def test_export_goes_to_name_and_version_and_refuses_what_it_cannot_do(exported,
         export_savedmodel(model, tmp_path, "m", paths=["x4", "x3"])
 
 
+# Row format (one image per instance, different sizes), columnar format, tensors as JSON lists.
+LR_IMAGES = [np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8) for shape in ((7, 9, 3), (6, 5, 3))]
+NIMA_IMAGES = [np.random.default_rng(4).integers(0, 256, shape, dtype=np.uint8) for shape in ((40, 36, 3), (33, 48, 3))]
+
+
+def _requests() -> list[dict]:
+    encoded = [_b64(_png(image)) for image in LR_IMAGES]
+    return [
+        {"export": "eusr", "body": {"signature_name": "upscale_x4_png", "instances": encoded}},
+        {"export": "eusr", "body": {"signature_name": "path_x2x2_png_tiled", "inputs": {"images_bytes": encoded}}},
+        {"export": "eusr", "body": {"signature_name": "upscale_x8_png_tiled", "instances": [{"images_bytes": encoded[1]}]}},
+        {"export": "eusr", "body": {"instances": LR_IMAGES[1][None].tolist()}},  # serving_default, uint8
+        {"export": "nima", "body": {"signature_name": "score_png", "instances": [_b64(_png(image)) for image in NIMA_IMAGES]}},
+        {"export": "nima", "body": {"inputs": NIMA_IMAGES[0][None].astype(float).tolist()}},  # serve, columnar
+        # bad requests: no inputs; base64 text without the {"b64": ...} wrapper; too small for NIMA
+        {"export": "eusr", "body": {"signature_name": "upscale_x2_png"}},
+        {"export": "eusr", "body": {"signature_name": "upscale_x2_png", "instances": [encoded[0]["b64"]]}},
+        {"export": "nima", "body": {"signature_name": "score_png", "instances": [encoded[0]]}},
+    ]
+
+
 @pytest.fixture(scope="module")
-def served(exported, tmp_path_factory):
-    """What a TensorFlow-only process sees: the CLI listing, output shapes and outputs."""
-    _, path = exported
+def served(exported, nima_exported, tmp_path_factory):
+    """What a TensorFlow-only process sees: CLI listings, output shapes, outputs, REST answers."""
     work = tmp_path_factory.mktemp("serve")
     images = np.random.default_rng(0).integers(0, 256, (2, 7, 9, 3), dtype=np.uint8)
     np.save(work / "images.npy", images)
     (work / "serve.py").write_text(SERVE_WITHOUT_KERAS)
+    job = {"exports": {"eusr": str(exported[1]), "nima": str(nima_exported[1])}, "images": str(work / "images.npy"),
+           "out": str(work / "out.npz"), "answers": str(work / "answers.json"), "rest": rest.__file__, "requests": _requests()}
+    (work / "job.json").write_text(json.dumps(job))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"TF_CPP_MIN_LOG_LEVEL": "3"}
-    files = [str(work / name) for name in ("images.npy", "out.npz", "listing.txt")]
-    result = subprocess.run([sys.executable, str(work / "serve.py"), str(path), *files], capture_output=True, text=True, cwd=work, env=env)
+    result = subprocess.run([sys.executable, str(work / "serve.py"), str(work / "job.json")], capture_output=True, text=True, cwd=work, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     shapes = json.loads(result.stdout.strip().splitlines()[-1])
-    return images, (work / "listing.txt").read_text(), shapes, np.load(work / "out.npz")
+    answers = json.loads((work / "answers.json").read_text())
+    return images, answers, shapes, np.load(work / "out.npz")
 
 
-def test_saved_model_cli_lists_the_signatures(served):
-    _, listing, _, _ = served
+def _signature_block(listing: str, name: str) -> str:
+    return listing.split(f"signature_def['{name}']")[1].split("signature_def[")[0]
+
+
+def test_saved_model_cli_lists_every_signature_with_dynamic_batch_and_size(served):
+    listings = served[1]["listings"]
     for name in SIGNATURES:
-        assert f"signature_def['{name}']" in listing
-    serving = listing.split("signature_def['serving_default']")[1].split("signature_def[")[0]
-    assert "inputs['images']" in serving and "DT_UINT8" in serving and "shape: (-1, -1, -1, 3)" in serving
-    assert "outputs['upscaled']" in serving
+        block = _signature_block(listings["eusr"], name)
+        if name in PNG_SIGNATURES:
+            assert "inputs['images_bytes']" in block and "DT_STRING" in block and "outputs['upscaled_bytes']" in block
+            assert block.count("shape: (-1)") == 2, name
+        else:
+            assert "inputs['images']" in block and "outputs['upscaled']" in block
+            assert block.count("shape: (-1, -1, -1, 3)") == 2, name
+    serving = _signature_block(listings["eusr"], "serving_default")
+    assert "DT_UINT8" in serving and "DT_FLOAT" not in serving
+    for name in NIMA_SIGNATURES:
+        assert f"signature_def['{name}']" in listings["nima"]
+    score_png = _signature_block(listings["nima"], "score_png")
+    assert "inputs['images_bytes']" in score_png and "shape: (-1)" in score_png and "shape: (-1, 10)" in score_png
 
 
 def test_loads_with_tensorflow_alone_and_matches_keras(exported, served):
     model, _ = exported
     images, _, shapes, outputs = served
-    assert set(shapes) == SIGNATURES
+    assert set(shapes) == SIGNATURES - PNG_SIGNATURES
     lr = tf.constant(images, tf.float32)
-    for route, factor in [("x2", 2), ("x4", 4), ("x8", 8), ("x2x2", 4), ("x8down", 4)]:
+    for route, factor in ROUTES.items():
         prefix = "upscale" if route[1:].isdigit() else "path"
         expected = run_route(model, lr, route).numpy()
         assert shapes[f"{prefix}_{route}"] == ["uint8", [2, 7 * factor, 9 * factor, 3]]
@@ -110,6 +220,58 @@ def test_loads_with_tensorflow_alone_and_matches_keras(exported, served):
         rounded = round_to_uint8_tf(expected).numpy().astype(int)
         assert np.abs(outputs[f"{prefix}_{route}"].astype(int) - rounded).max() <= 1
     np.testing.assert_array_equal(outputs["serving_default"], outputs["upscale_x4"])
+
+
+def test_rest_json_requests_match_keras(exported, nima_exported, served):
+    """Row and columnar bodies with b64 PNGs of two sizes, whole and tiled, and tensor JSON."""
+    model, _ = exported
+    nima, _ = nima_exported
+    responses = served[1]["responses"][:6]
+
+    def keras_sr(image, route):
+        return round_to_uint8_tf(run_route(model, tf.constant(image[None], tf.float32), route))[0].numpy().astype(int)
+
+    whole, tiled_columnar, tiled_named, tensor, scores, serve = responses
+    assert set(whole) == {"predictions"} and set(tiled_columnar) == {"outputs"}
+    for image, png, tiled_png in zip(LR_IMAGES, whole["predictions"], tiled_columnar["outputs"]):
+        assert np.abs(_unpng(png).astype(int) - keras_sr(image, "x4")).max() <= 1
+        assert np.abs(_unpng(tiled_png).astype(int) - keras_sr(image, "x2x2")).max() <= 1
+    assert np.abs(_unpng(tiled_named["predictions"][0]).astype(int) - keras_sr(LR_IMAGES[1], "x8")).max() <= 1
+    assert np.abs(np.array(tensor["predictions"][0]) - keras_sr(LR_IMAGES[1], "x4")).max() <= 1
+    for image, prediction in zip(NIMA_IMAGES, scores["predictions"]):
+        expected = nima(image[None].astype(np.float32))
+        assert set(prediction) == {"mean_score", "distribution"}
+        np.testing.assert_allclose(prediction["mean_score"], expected["mean_score"][0], atol=1e-3)
+        np.testing.assert_allclose(prediction["distribution"], expected["distribution"][0], atol=1e-4)
+    assert abs(scores["predictions"][0]["mean_score"] - scores["predictions"][1]["mean_score"]) > 1e-2
+    expected = nima(NIMA_IMAGES[0][None].astype(np.float32))
+    assert set(serve["outputs"]) == {"mean_score", "distribution", "features"}
+    np.testing.assert_allclose(serve["outputs"]["mean_score"], expected["mean_score"], atol=1e-3)
+
+
+def test_bad_requests_fail_clearly(served):
+    no_inputs, unwrapped, too_small = served[1]["responses"][6:]
+    assert no_inputs == {"error": "ValueError", "message": no_inputs["message"]} and "exactly one of" in no_inputs["message"]
+    assert unwrapped["error"] == "InvalidArgumentError"
+    assert re.search(r"images_bytes\[0\] is not an encoded image \(\d+ bytes; expected the bytes of a PNG", unwrapped["message"])
+    assert too_small["error"] == "InvalidArgumentError" and "at least 32x32" in too_small["message"]
+
+
+def test_warmup_requests_run_through_the_loaded_models(exported, nima_exported, served):
+    """The warm-up files, parsed and replayed in the TensorFlow-only process."""
+    warmup = served[1]["warmup"]
+    assert [name for name, _, _ in warmup["eusr"]] == ["eusr"] * len(SIGNATURES)
+    assert sorted(signature for _, signature, _ in warmup["eusr"]) == sorted(SIGNATURES)
+    for _, signature, shapes in warmup["eusr"]:
+        side = 32 * _factor(signature)
+        png = {"upscaled_bytes": [1], "png": [side, side, 3]}
+        assert shapes == (png if signature in PNG_SIGNATURES else {"upscaled": [1, side, side, 3]}), signature
+    assert [(name, signature) for name, signature, _ in warmup["nima"]] == [("nima_ava", "serve"), ("nima_ava", "score_png")]
+    assert warmup["nima"][1][2] == {"mean_score": [1], "distribution": [1, 10]}
+    # what the export wrote is what was replayed
+    requests = read_warmup_requests(exported[1] / WARMUP_FILE)
+    assert [signature for _, signature, _ in requests] == [signature for _, signature, _ in warmup["eusr"]]
+    assert requests[0][2]["images"].shape == (1, 32, 32, 3)
 
 
 def test_savedmodel_loads_back_as_a_generator(exported):
@@ -134,8 +296,11 @@ def test_export_script(tmp_path, capsys):
     from eusr_perceptual.cli import export as script
 
     (tmp_path / "sm" / "tiny" / "7").mkdir(parents=True)
-    assert script.main([str(tmp_path), "--name", "tiny", "--out", str(tmp_path / "sm")]) == 0
+    assert script.main([str(tmp_path), "--name", "tiny", "--out", str(tmp_path / "sm"), "--no-warmup"]) == 0
     exported = tmp_path / "sm" / "tiny" / "8"  # the next free version
-    assert set(tf.saved_model.load(str(exported)).signatures) == {"serving_default", "upscale_x4", "upscale_x4_float"}
+    assert set(tf.saved_model.load(str(exported)).signatures) == {
+        "serving_default", "upscale_x4", "upscale_x4_float", "upscale_x4_png", "upscale_x4_png_tiled"
+    }
+    assert not (exported / WARMUP_FILE).exists()
     assert script.main([str(tmp_path), "--name", "tiny", "--out", str(tmp_path / "sm"), "--version", "8"]) == 2
     assert "exists already" in capsys.readouterr().err

@@ -11,7 +11,11 @@ images only, ``HR/`` + ``LR_bicubic/X<s>/``, or ``image_SRF_<s>/``) or ``skimage
 embedded held-out photographs). As 4PP-EUSR section 5, metrics are on the Y channel with 4
 pixels cropped at each border (LPIPS: RGB, same crop). Writes, under --out, per dataset
 ``<dataset>_x<s>.csv``, ``.md`` and ``_images.csv``, plus ``perception_distortion.png``
-(with --plot) and ``crops_<dataset>_<image>.png`` (with --crops).
+(with --plot) and ``crops_<dataset>_<image>.png`` (with --crops). With --report, also one
+self-contained ``report.html`` (images embedded, works offline): the tables, the
+perception-distortion plot, and per --crops image (default: the first 3 of each dataset) a
+before/after slider between bicubic, each model and HR with a synchronized zoom on the most
+textured region.
 
 LR images a dataset does not ship, and the bicubic baseline, are MATLAB bicubic under
 --lr-convention: ``double`` (default; resize in double, round once, as BasicSR's
@@ -28,6 +32,10 @@ from pathlib import Path
 
 from eusr_perceptual.cli.errors import UsageError, prepare_output_folder, reports_usage_errors
 from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS
+
+
+#: Images per dataset in report.html when --crops names none.
+REPORT_IMAGES = 3
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--plot", action="store_true", help="save the perception-distortion plot (PSNR vs NIQE)")
     parser.add_argument("--crops", default="", help="comma-separated image names for side-by-side crop figures "
                                                     "(bicubic | each model | HR, zoomed on the most textured region)")
+    parser.add_argument("--report", action="store_true", help="write report.html: tables, plot and a comparison slider "
+                                                               "per --crops image (default: the first 3 of each dataset)")
     parser.add_argument("--tile", type=int, default=128, help="LR tile size for model inference (0: whole image)")
     parser.add_argument("--overlap", type=int, default=32, help="LR context pixels around each tile")
     parser.add_argument("--self-ensemble", action="store_true", help="8-way geometric self-ensemble for models")
@@ -113,9 +123,10 @@ def main(argv=None) -> int:
         lpips, lpips_reason = None, str(error)
 
     crops = [name.strip() for name in args.crops.split(",") if name.strip()]
-    summaries, found_crops = {}, set()
+    summaries, found_crops, sections = {}, set(), []
     for benchmark in benchmarks:
-        result = evaluate_dataset(benchmark, methods, lpips=lpips, keep=crops, progress=not args.quiet,
+        keep = crops or ([image.name for image in benchmark.images[:REPORT_IMAGES]] if args.report else [])
+        result = evaluate_dataset(benchmark, methods, lpips=lpips, keep=keep, progress=not args.quiet,
                                   lr_convention=args.lr_convention)
         rows = summarize(result)
         summaries[benchmark.name] = rows
@@ -127,15 +138,25 @@ def main(argv=None) -> int:
         for name, images in result.kept.items():
             from eusr_perceptual.evaluation.plots import plot_crops
 
-            print(f"crop figure: {plot_crops(images, args.out / f'crops_{benchmark.name}_{name}.png', title=name)}")
+            if name in crops:
+                print(f"crop figure: {plot_crops(images, args.out / f'crops_{benchmark.name}_{name}.png', title=name)}")
         found_crops.update(result.kept)
+        if args.report:
+            from eusr_perceptual.evaluation.report import ReportSection
+
+            sections.append(ReportSection(benchmark.name, result.title, rows, lpips_reason, result.skips.count, result.kept))
     missing = [name for name in crops if name not in found_crops]
     if missing:
         print(f"note: no dataset has the --crops image(s) {', '.join(missing)}")
-    if args.plot:
+    if args.plot or args.report:
         from eusr_perceptual.evaluation.plots import plot_perception_distortion
 
         print(f"perception-distortion plot: {plot_perception_distortion(summaries, args.out / 'perception_distortion.png')}")
+    if args.report:
+        from eusr_perceptual.evaluation.report import write_report
+
+        report = write_report(args.out / "report.html", sections, plot=args.out / "perception_distortion.png")
+        print(f"report: {report}")
     print(f"tables written to {args.out}/")
     return 0
 

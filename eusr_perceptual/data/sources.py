@@ -175,10 +175,12 @@ def load_training_images(
     elif spec.startswith("store:"):
         from eusr_perceptual.data.store import open_store
 
-        records = [
-            image for image in open_store(spec[len("store:"):], scales=scales).training_images(scales)
-            if min(image.hr.shape[:2]) >= min_side or report.skip(image.name, f"smaller than {min_side} px")
-        ]
+        records = []
+        for image in open_store(spec[len("store:"):], scales=scales).training_images(scales):
+            if min(image.hr.shape[:2]) < min_side:
+                report.skip(image.name, f"smaller than the {min_side} px the patches need")
+            else:
+                records.append(image)
     else:
         records = _records(source_files(spec, scales), report, min_side)
     if not records:

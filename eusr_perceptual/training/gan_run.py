@@ -162,6 +162,7 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
             eval_data: str | None = "skimage", verbose: int | str = "auto",
             resources: Mapping[str, Any] | None = None) -> GANRunResult:
     """Trains ``config`` in ``run_dir`` (resuming it when asked), saves, exports and evaluates."""
+    run_dir = Path(run_dir)
     from eusr_perceptual.data.patches import PatchSampler
     from eusr_perceptual.data.sources import load_training_images, with_downscaled_copies
     from eusr_perceptual.training.callbacks import TensorBoardImages

@@ -17,6 +17,10 @@ Every trainer of the project (EUSR pretraining, NIMA, 4PP-EUSR fine-tuning) trai
 * ``config.json`` (the run's dataclass) is written once; a resume appends an entry to its
   ``resumes`` list and never rewrites the original record; ``log.csv`` and TensorBoard
   scalars sit beside the checkpoints.
+* the global batch of each step is split across the replicas, and under
+  ``MultiWorkerMirroredStrategy`` only the chief writes into the run folder (the other workers
+  write into temporary folders, and restore from the chief's checkpoints):
+  :mod:`eusr_perceptual.training.strategy`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from typing import Any, Callable, Iterable
 
 import keras
 import tensorflow as tf
+
+from eusr_perceptual.training.strategy import keras_fit_context, per_replica_batches, worker_write_dir
 
 log = logging.getLogger(__name__)
 
@@ -165,47 +171,51 @@ def fit_run(
     """
     run_dir = Path(options.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with model.distribute_strategy.scope():
+    strategy = model.distribute_strategy
+    write_dir = worker_write_dir(run_dir, strategy)  # run_dir, except on multi-worker non-chiefs
+    with strategy.scope():
         _build_for_training(model)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="run_step")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, step=step, **(checkpoint_objects or {}))
-    manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints", max_to_keep=options.keep_checkpoints)
+    manager = tf.train.CheckpointManager(checkpoint, write_dir / "checkpoints", max_to_keep=options.keep_checkpoints)
 
-    if manager.latest_checkpoint:
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))  # every worker restores the chief's
+    if latest:
         if not options.resume:
             raise FileExistsError(
-                f"{run_dir} already holds checkpoints ({manager.latest_checkpoint}); "
+                f"{run_dir} already holds checkpoints ({latest}); "
                 "pass --resume to continue that run, or choose another --run-dir"
             )
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        log.info("resumed %s at step %d", manager.latest_checkpoint, int(step.numpy()))
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        log.info("resumed %s at step %d", latest, int(step.numpy()))
     elif options.resume:
         log.warning("--resume given but %s has no checkpoint: starting from step 0", run_dir)
 
     start_step = int(step.numpy())
     if start_step % options.checkpoint_every:
         raise ValueError(f"checkpoint step {start_step} is not a multiple of checkpoint_every={options.checkpoint_every}")
-    record_config(run_dir / "config.json", config, options, start_step)
+    record_config(write_dir / "config.json", config, options, start_step)
     if start_step >= options.total_steps:
         log.info("run in %s already finished (%d steps)", run_dir, start_step)
         return keras.callbacks.History()
 
     guard = RunCheckpoint(manager, step, options.checkpoint_every)
-    all_callbacks = [guard, keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=start_step > 0), *callbacks]
+    all_callbacks = [guard, keras.callbacks.CSVLogger(str(write_dir / "log.csv"), append=start_step > 0), *callbacks]
     if options.tensorboard:
-        all_callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq="epoch"))
+        all_callbacks.append(keras.callbacks.TensorBoard(str(write_dir / "tensorboard"), update_freq="epoch"))
 
-    history = model.fit(
-        make_dataset(start_step),
-        epochs=options.epochs,
-        initial_epoch=start_step // options.checkpoint_every,
-        steps_per_epoch=options.checkpoint_every,
-        validation_data=validation_data,
-        validation_steps=validation_steps,
-        callbacks=all_callbacks,
-        shuffle=False,  # batches are made per step by make_dataset
-        verbose=verbose,
-    )
+    with keras_fit_context(model):
+        history = model.fit(
+            per_replica_batches(strategy, make_dataset, start_step),
+            epochs=options.epochs,
+            initial_epoch=start_step // options.checkpoint_every,
+            steps_per_epoch=options.checkpoint_every,
+            validation_data=validation_data,
+            validation_steps=validation_steps,
+            callbacks=all_callbacks,
+            shuffle=False,  # batches are made per step by make_dataset
+            verbose=verbose,
+        )
     if guard.bad_loss is not None:
         at_step, name, value = guard.bad_loss
         raise NonFiniteLossError(

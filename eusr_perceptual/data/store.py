@@ -1,0 +1,558 @@
+"""Prepared patch stores: training data decoded and downscaled once, then memory-mapped.
+
+Loading DIV2K into memory decodes 800 PNGs (6.6 GB) and makes the MATLAB-bicubic LR of
+every image and scale (about 13 CPU-minutes at x2/x4/x8) at every start and every
+``--resume``. A store does that work once (``eusr-prepare``) and the trainers stream from it
+(``--data store:<path>``) with bounded memory and a start-up of milliseconds.
+
+Layout of a store folder::
+
+    manifest.json      written last; its presence is what makes the store usable
+    plan.json          the preparation's settings and source list (resuming checks them)
+    shards/00000.npy   uint8, 1-D: the HR and LR pixels of up to ``images_per_shard`` images
+    shards/00000.json  the shard's completion marker: its images, offsets, source hashes
+
+Format (measured by ``benchmarks/data_pipeline.py --formats`` on this 2-core CPU, 2040x1356
+images, 48x48 LR patches at x8, page cache warm): a random patch read from a memory-mapped
+``.npy`` touches only the patch's rows and takes 0.4 ms; from a TFRecord (even with a record
+offset index for random access) the whole 8.3 MB image must be read and parsed first, 6 ms
+per patch, and for PNG-encoded records (TFDS's format) the decode costs 60 ms per patch.
+The per-step batches must be a pure function of (seed, step) for exact resume, which needs
+random access, so the store keeps raw uint8 arrays, memory-mapped; TFRecord is not used.
+Shards, not one file per image, keep the number of open mappings small (one per shard).
+
+Preparation (:func:`prepare_store`) runs shards in parallel processes; a shard is written to
+a temporary name, flushed to disk and renamed (``os.replace``), and only then is its marker
+written, so an interrupted run leaves either finished shards or temporary files that the
+next run deletes, never a half-written shard that would be read. Running the same command
+again resumes: finished shards whose source files are unchanged (size and mtime, else
+SHA-256) are kept.
+
+LR images are the source's shipped ones (DIV2K/Flickr2K ``X<s>`` folders) when present,
+otherwise :func:`~eusr_perceptual.data.patches.make_lr` under the store's resize convention;
+that is what :class:`~eusr_perceptual.data.patches.PatchSampler` does in memory, so
+:class:`StoreSampler` gives exactly the in-memory batches (it *is* a ``PatchSampler``, over
+memory-mapped arrays). Optional settings: the 1/``downscaled_copies`` copies of 4PP-EUSR
+section 4.3 (appended after all originals, as
+:func:`~eusr_perceptual.data.sources.with_downscaled_copies`), and BasicSR's
+``extract_subimages`` (``crop``/``step``, e.g. 480/240 for ESRGAN-DP's 32,592 DIV2K
+sub-images), whose positions are rounded down to a multiple of every scale so that each LR
+sub-image is the exact crop of the whole image's LR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import math
+import mmap
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from eusr_perceptual.cli.errors import PathUsageError, ValueUsageError, prepare_output_folder
+from eusr_perceptual.data.images import SkipReport, UnreadableImageError, load_rgb8
+from eusr_perceptual.data.patches import PatchSampler, make_lr
+from eusr_perceptual.data.sources import (
+    EmptySourceError, TrainingImage, parse_tfds_spec, source_files, tfds_hr_images, with_downscaled_copies,
+)
+from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS
+from eusr_perceptual.training.runs import write_json_atomically
+
+log = logging.getLogger(__name__)
+
+STORE_FORMAT = "eusr-patch-store"
+#: Bumped whenever the layout or the meaning of a field changes; older stores are refused.
+STORE_VERSION = 1
+
+
+class StoreError(ValueUsageError):
+    """A store is partial, stale, of another version, or prepared with other settings."""
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """What a store holds; every field is recorded in the manifest and checked on reuse.
+
+    Attributes:
+        sources: ``--data`` specs (folder, ``div2k:<root>[:split]``, ``flickr2k:<root>``,
+            ``tfds:...``, ``skimage``), concatenated in order.
+        scales: the LR scales stored.
+        convention: how missing LR are made (:data:`~eusr_perceptual.resize.RESIZE_CONVENTIONS`).
+        crop, step: BasicSR sub-images of side ``crop`` every ``step`` px (0: whole images).
+        downscaled_copies: also store each image's 1/factor copy (0: none).
+        images_per_shard: source images per shard (the unit of parallelism and resumption).
+    """
+
+    sources: tuple[str, ...]
+    scales: tuple[int, ...] = (2, 4, 8)
+    convention: str = DEFAULT_RESIZE_CONVENTION
+    crop: int = 0
+    step: int = 0
+    downscaled_copies: int = 0
+    images_per_shard: int = 16
+
+    def __post_init__(self):
+        object.__setattr__(self, "sources", tuple(str(s) for s in self.sources))
+        object.__setattr__(self, "scales", tuple(sorted({int(s) for s in self.scales})))
+        if not self.sources or any(source.startswith("store:") for source in self.sources):
+            raise ValueUsageError(f"give at least one source, none of them a store: {list(self.sources)}")
+        if not self.scales or min(self.scales) < 2:
+            raise ValueUsageError(f"scales must be integers >= 2, got {self.scales}")
+        if self.convention not in RESIZE_CONVENTIONS:
+            raise ValueUsageError(f"unknown resize convention {self.convention!r}; use one of {RESIZE_CONVENTIONS}")
+        if self.images_per_shard < 1 or self.downscaled_copies < 0 or self.downscaled_copies == 1:
+            raise ValueUsageError("images_per_shard must be >= 1 and downscaled_copies 0 or a factor >= 2")
+        if self.crop or self.step:
+            multiple = math.lcm(*self.scales)
+            if self.crop <= 0 or self.step <= 0 or self.crop % multiple or self.step % multiple:
+                raise ValueUsageError(f"crop and step must be positive multiples of {multiple} (every scale), "
+                                      f"got {self.crop} and {self.step}")
+
+
+# ----------------------------------------------------------------------------- preparation
+
+
+def _tfds_items(spec: str) -> list[dict]:
+    import tensorflow_datasets as tfds
+
+    name, split, data_dir = parse_tfds_spec(spec)
+    try:
+        count = tfds.builder(name, data_dir=data_dir).info.splits[split].num_examples
+    except Exception as error:  # TFDS raises several types for "not prepared here"
+        raise PathUsageError(f"TFDS dataset {name!r} ({split}) is not prepared in "
+                             f"{data_dir or '~/tensorflow_datasets'}: {error}") from error
+    return [{"name": f"{name}_{i:04d}", "hr": f"{spec}#{i}", "lr": {}} for i in range(count)]
+
+
+def _plan_items(settings: StoreSettings) -> list[dict]:
+    """Every source image as ``{"name", "hr": path or tfds reference, "lr": {scale: path}}``."""
+    items = []
+    for spec in settings.sources:
+        if spec.startswith("tfds:"):
+            items.extend(_tfds_items(spec))
+        else:
+            items.extend({"name": f.name, "hr": str(Path(f.hr).resolve()),
+                          "lr": {str(s): str(Path(p).resolve()) for s, p in sorted(f.lr.items())}}
+                         for f in source_files(spec, settings.scales))
+    if not items:
+        raise EmptySourceError(f"no image file in {', '.join(settings.sources)}")
+    return items
+
+
+def _plan(settings: StoreSettings) -> dict:
+    plan = {"format": STORE_FORMAT, "version": STORE_VERSION, "settings": dataclasses.asdict(settings),
+            "items": _plan_items(settings)}
+    plan["key"] = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+    return plan
+
+
+def _file_digest(path: str) -> dict:
+    """SHA-256, size and mtime of one source file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    stat = os.stat(path)
+    return {"sha256": digest.hexdigest(), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _source_images(items: Sequence[dict]) -> Iterator[tuple[int, TrainingImage | None, dict, str | None]]:
+    """Yields ``(position in items, image or None, {file: digest}, skip reason)``."""
+    tfds_positions = [i for i, item in enumerate(items) if "#" in item["hr"]]
+    if tfds_positions:  # consecutive examples of one TFDS split, read in one pass
+        spec, first = items[tfds_positions[0]]["hr"].rsplit("#", 1)
+        examples = tfds_hr_images(*parse_tfds_spec(spec), int(first), len(tfds_positions))
+        for i, (_, hr) in zip(tfds_positions, examples):
+            yield i, TrainingImage(items[i]["name"], hr), {items[i]["hr"]: {"sha256": hashlib.sha256(hr.tobytes()).hexdigest()}}, None
+    for i, item in enumerate(items):
+        if "#" in item["hr"]:
+            continue
+        try:
+            image = TrainingImage(item["name"], load_rgb8(item["hr"]), {int(s): load_rgb8(p) for s, p in item["lr"].items()})
+        except (UnreadableImageError, FileNotFoundError) as error:
+            yield i, None, {}, str(error)
+            continue
+        yield i, image, {path: _file_digest(path) for path in [item["hr"], *item["lr"].values()]}, None
+
+
+def sub_image_positions(length: int, crop: int, step: int, multiple: int) -> list[int]:
+    """BasicSR ``extract_subimages`` start positions along one side (``thresh_size`` 0), each
+    rounded down to a multiple of ``multiple`` so that LR sub-images are exact LR crops."""
+    positions = list(range(0, length - crop + 1, step))
+    if positions and length - (positions[-1] + crop) > 0:
+        positions.append(length - crop)
+    return sorted({p // multiple * multiple for p in positions})
+
+
+def _store_images(image: TrainingImage, settings: StoreSettings) -> list[TrainingImage]:
+    """The image (LR completed for every scale), cut into sub-images when ``crop`` is set."""
+    lr = {s: image.lr[s] if s in image.lr else make_lr(image.hr, s, settings.convention) for s in settings.scales}
+    whole = TrainingImage(image.name, image.hr, lr)
+    if not settings.crop:
+        return [whole]
+    multiple = math.lcm(*settings.scales)
+    height, width = image.hr.shape[:2]
+    c = settings.crop
+    return [
+        TrainingImage(f"{image.name}_s{k:03d}", image.hr[y:y + c, x:x + c],
+                      {s: lr[s][y // s:(y + c) // s, x // s:(x + c) // s] for s in settings.scales})
+        for k, (y, x) in enumerate(itertools.product(sub_image_positions(height, c, settings.step, multiple),
+                                                     sub_image_positions(width, c, settings.step, multiple)), 1)
+    ]
+
+
+def _write_npy_atomically(path: Path, arrays: Sequence[np.ndarray]) -> int:
+    """Writes the arrays' bytes as one 1-D uint8 ``.npy`` (temporary name, fsync, rename)."""
+    total = sum(array.size for array in arrays)
+    temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with open(temporary, "wb") as stream:
+        np.lib.format.write_array_header_1_0(stream, {"descr": "|u1", "fortran_order": False, "shape": (total,)})
+        for array in arrays:
+            stream.write(np.ascontiguousarray(array, np.uint8).data)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, path)
+    return path.stat().st_size
+
+
+def _prepare_shard(root: str, shard: int, first_item: int, items: Sequence[dict], settings: StoreSettings) -> dict:
+    """Makes one shard (in a worker process) and returns its marker."""
+    arrays, entries, files, skipped, offset = [], [], {}, [], 0
+
+    def place(array: np.ndarray) -> list[int]:
+        nonlocal offset
+        arrays.append(array)
+        offset += array.size
+        return [offset - array.size, *array.shape[:2]]
+
+    min_side = max(settings.crop, max(settings.scales))
+    originals = []
+    for i, image, digests, reason in _source_images(items):
+        files.update(digests)
+        if image is not None and min(image.hr.shape[:2]) < min_side:
+            reason = f"{image.hr.shape[1]}x{image.hr.shape[0]} is smaller than {min_side} px"
+        if reason:
+            skipped.append([items[i]["name"], reason])
+        else:
+            originals.append((first_item + i, image))
+    variants = [originals]
+    if settings.downscaled_copies:
+        copies = with_downscaled_copies([image for _, image in originals], settings.downscaled_copies)[len(originals):]
+        variants.append([(index, copy) for (index, _), copy in zip(originals, copies) if min(copy.hr.shape[:2]) >= min_side])
+    for variant, records in enumerate(variants):
+        for index, image in records:
+            for piece in _store_images(image, settings):
+                entries.append({"name": piece.name, "item": index, "variant": variant, "hr": place(piece.hr),
+                                "lr": {str(s): place(piece.lr[s]) for s in settings.scales},
+                                "shipped": sorted(image.lr) if variant == 0 else []})
+    size = _write_npy_atomically(_shard_path(Path(root), shard), arrays)
+    return {"shard": shard, "bytes": size, "entries": entries, "files": files, "skipped": skipped}
+
+
+def _shard_path(root: Path, shard: int) -> Path:
+    return root / "shards" / f"{shard:05d}.npy"
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _changed_files(files: dict[str, dict]) -> list[str]:
+    """Source files whose content differs from the recorded digest (size/mtime first, then SHA-256).
+
+    TFDS references (``...#index``) are not re-read; missing files count as changed.
+    """
+    changed = []
+    for path, recorded in files.items():
+        if "#" in path:
+            continue
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            changed.append(path)
+            continue
+        if (stat.st_size, stat.st_mtime_ns) != (recorded["size"], recorded["mtime_ns"]) and \
+                _file_digest(path)["sha256"] != recorded["sha256"]:
+            changed.append(path)
+    return changed
+
+
+def _describe_difference(old: dict, new: dict) -> str:
+    settings, wanted = old.get("settings", {}), json.loads(json.dumps(new["settings"]))  # tuples as lists
+    changed = [f"{k}: {settings.get(k)} -> {v}" for k, v in wanted.items() if settings.get(k) != v]
+    if old.get("version") != new["version"]:
+        changed.insert(0, f"format version {old.get('version')} -> {new['version']}")
+    if old.get("items") != new["items"]:
+        changed.append(f"source image list ({len(old.get('items', []))} -> {len(new['items'])} images)")
+    return "; ".join(changed) or "different plan"
+
+
+def _valid_marker(root: Path, shard: int, key: str) -> dict | None:
+    marker = _read_json(root / "shards" / f"{shard:05d}.json")
+    path = _shard_path(root, shard)
+    if marker is None or marker.get("key") != key or not path.is_file() or path.stat().st_size != marker["bytes"]:
+        return None
+    return None if _changed_files(marker["files"]) else marker
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Fresh worker processes (forkserver, with this module preloaded once): forking a process
+    that runs TensorFlow threads can deadlock, and spawning re-imports TensorFlow per worker."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def prepare_store(
+    root: str | Path,
+    settings: StoreSettings,
+    *,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Prepares (or resumes, or brings up to date) the store in ``root``; returns its manifest.
+
+    Args:
+        workers: parallel processes (default: the CPUs this process may use); 0 (or a single
+            shard to do) works in this process.
+        overwrite: replace a store of other settings or sources instead of refusing.
+        progress: a progress bar (source images done) on stdout.
+
+    Raises:
+        StoreError: ``root`` holds a store or partial store of other settings or sources.
+        KeyboardInterrupt: interrupted; finished shards are kept and the next run resumes.
+    """
+    started = time.perf_counter()
+    root = prepare_output_folder(root)
+    plan = _plan(settings)
+    existing = _read_json(root / "plan.json") or _read_json(root / "manifest.json")
+    if existing is not None and existing.get("key") != plan["key"]:
+        if not overwrite:
+            raise StoreError(f"{root} holds a store prepared differently ({_describe_difference(existing, plan)}); "
+                             "choose another --out, or pass --overwrite to replace it")
+        for path in [root / "manifest.json", *(root / "shards").glob("*")]:
+            path.unlink(missing_ok=True)
+    (root / "shards").mkdir(exist_ok=True)
+    for leftover in (root / "shards").glob("*.tmp*"):
+        leftover.unlink()
+    write_json_atomically(root / "plan.json", plan)
+
+    items, per_shard = plan["items"], settings.images_per_shard
+    shards = [(i, items[first:first + per_shard]) for i, first in enumerate(range(0, len(items), per_shard))]
+    markers = {i: marker for i, _ in shards if (marker := _valid_marker(root, i, plan["key"])) is not None}
+    todo = [(i, group) for i, group in shards if i not in markers]
+    if not todo and (root / "manifest.json").is_file():
+        return _read_json(root / "manifest.json")
+    (root / "manifest.json").unlink(missing_ok=True)
+    bar = None
+    if progress:
+        import keras
+
+        bar = keras.utils.Progbar(len(items), unit_name="image")
+        bar.update(sum(len(shards[i][1]) for i in markers))
+
+    def finished(marker: dict) -> None:
+        marker["key"] = plan["key"]
+        write_json_atomically(root / "shards" / f"{marker['shard']:05d}.json", marker)
+        markers[marker["shard"]] = marker
+        if bar is not None:
+            bar.add(len(shards[marker["shard"]][1]))
+
+    tasks = [(str(root), i, i * per_shard, group, settings) for i, group in todo]
+    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    if workers == 0 or len(tasks) < 2:
+        for task in tasks:
+            finished(_prepare_shard(*task))
+    else:
+        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=_worker_context())
+        try:
+            for future in as_completed([pool.submit(_prepare_shard, *task) for task in tasks]):
+                finished(future.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return _write_manifest(root, plan, [markers[i] for i, _ in shards], time.perf_counter() - started)
+
+
+def _write_manifest(root: Path, plan: dict, markers: Sequence[dict], seconds: float) -> dict:
+    images = sorted(
+        ({**entry, "shard": marker["shard"]} for marker in markers for entry in marker["entries"]),
+        key=lambda entry: (entry["variant"], entry["item"]),  # stable: sub-images keep their order
+    )
+    if not images:
+        raise EmptySourceError(f"no usable image in {', '.join(plan['settings']['sources'])} "
+                               f"({sum(len(m['skipped']) for m in markers)} skipped)")
+    manifest = {
+        **{k: plan[k] for k in ("format", "version", "key", "settings", "items")},
+        "complete": True,
+        "files": {path: digest for marker in markers for path, digest in marker["files"].items()},
+        "shards": [{"file": _shard_path(root, m["shard"]).relative_to(root).as_posix(), "bytes": m["bytes"]} for m in markers],
+        "images": images,
+        "skipped": [skip for marker in markers for skip in marker["skipped"]],
+        "seconds": round(seconds, 1),
+    }
+    write_json_atomically(root / "manifest.json", manifest)
+    return _read_json(root / "manifest.json")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+class PatchStore:
+    """A prepared store, opened read-only: its manifest and memory-mapped shards.
+
+    Use :func:`open_store`, which checks the manifest against what the trainer needs.
+    """
+
+    def __init__(self, root: Path, manifest: dict):
+        self.root, self.manifest = root, manifest
+        self.settings = StoreSettings(**{**manifest["settings"], "sources": tuple(manifest["settings"]["sources"])})
+        self._maps: list[mmap.mmap] = []
+        self._shards = [self._map(root / shard["file"], shard["bytes"]) for shard in manifest["shards"]]
+
+    def _map(self, path: Path, size: int) -> np.ndarray:
+        if not path.is_file() or path.stat().st_size != size:
+            raise StoreError(f"store {self.root} is damaged: {path} is missing or not {size} bytes; "
+                             "run eusr-prepare again with the same arguments to repair it")
+        with open(path, "rb") as stream:
+            version = np.lib.format.read_magic(stream)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            (length,), _, _ = read_header(stream)
+            offset = stream.tell()
+            mapping = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+        self._maps.append(mapping)
+        return np.frombuffer(mapping, np.uint8, count=length, offset=offset)
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return self.settings.scales
+
+    def __len__(self) -> int:
+        return len(self.manifest["images"])
+
+    def _view(self, shard: int, place: Sequence[int]) -> np.ndarray:
+        offset, height, width = place
+        return self._shards[shard][offset:offset + height * width * 3].reshape(height, width, 3)
+
+    def training_images(self, scales: Sequence[int] | None = None) -> list[TrainingImage]:
+        """Every image as a :class:`TrainingImage` of read-only memory-mapped views (no copy)."""
+        scales = self.scales if scales is None else tuple(scales)
+        return [
+            TrainingImage(entry["name"], self._view(entry["shard"], entry["hr"]),
+                          {s: self._view(entry["shard"], entry["lr"][str(s)]) for s in scales})
+            for entry in self.manifest["images"]
+        ]
+
+    def release(self) -> None:
+        """Drops the mapped pages from this process (``MADV_DONTNEED``; they stay in the page
+        cache), so that the resident set does not grow with the part of the store read."""
+        for mapping in self._maps:
+            mapping.madvise(mmap.MADV_DONTNEED)
+
+    def changed_sources(self) -> list[str] | None:
+        """Source files changed or gone since preparation, or None when no source file is
+        present on this machine (nothing to compare with)."""
+        files = [path for path in self.manifest["files"] if "#" not in path]
+        if not any(os.path.exists(path) for path in files):
+            return None
+        return _changed_files(self.manifest["files"])
+
+
+def open_store(
+    path: str | Path,
+    *,
+    scales: Sequence[int] | None = None,
+    convention: str | None = None,
+    downscaled_copies: int | None = None,
+    check_sources: bool = True,
+) -> PatchStore:
+    """Opens a prepared store after checking it can serve the request.
+
+    Args:
+        scales, convention, downscaled_copies: what the trainer needs (None: anything).
+        check_sources: refuse a store whose source files (when present on this machine) have
+            changed since preparation: a ``stat`` per file, SHA-256 only when size or mtime differ.
+
+    Raises:
+        PathUsageError: no store folder at ``path``.
+        StoreError: partial, stale, of another format version, or prepared with other settings.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise PathUsageError(f"store not found: {root} (make one with eusr-prepare)")
+    manifest = _read_json(root / "manifest.json")
+    if manifest is None:
+        plan = _read_json(root / "plan.json")
+        raise StoreError(
+            f"store {root} is incomplete (no manifest.json"
+            + (f"; {len(list((root / 'shards').glob('*.json')))} shard(s) finished" if plan else "")
+            + "): its preparation was interrupted or is still running; run eusr-prepare again with the same arguments"
+        )
+    if manifest.get("format") != STORE_FORMAT or manifest.get("version") != STORE_VERSION or not manifest.get("complete"):
+        raise StoreError(f"store {root} has format {manifest.get('format')!r} version {manifest.get('version')!r}; "
+                         f"this code reads {STORE_FORMAT!r} version {STORE_VERSION}: prepare it again with eusr-prepare")
+    store = PatchStore(root, manifest)
+    problems = []
+    if scales is not None and set(scales) - set(store.scales):
+        problems.append(f"scales {sorted(scales)} requested, the store holds {list(store.scales)}")
+    if convention is not None and convention != store.settings.convention:
+        problems.append(f"resize convention {convention!r} requested, the store's LR were made with "
+                        f"{store.settings.convention!r}")
+    if downscaled_copies is not None and downscaled_copies != store.settings.downscaled_copies:
+        problems.append(f"downscaled copies 1/{downscaled_copies} requested, the store has "
+                        + (f"1/{store.settings.downscaled_copies}" if store.settings.downscaled_copies else "none"))
+    if problems:
+        raise StoreError(f"store {root} does not match this run: {'; '.join(problems)}. "
+                         "Prepare a store with these settings (eusr-prepare) or change the run's settings")
+    if check_sources:
+        changed = store.changed_sources()
+        if changed:
+            raise StoreError(f"store {root} is stale: {len(changed)} source file(s) changed or removed since "
+                             f"preparation (first: {changed[0]}); run eusr-prepare again with the same arguments")
+        if changed is None:
+            log.info("source files of store %s are not on this machine; not checked", root)
+    return store
+
+
+class StoreSampler(PatchSampler):
+    """:class:`~eusr_perceptual.data.patches.PatchSampler` over a store's memory-mapped images.
+
+    Same interface and, for the same images, seed and step, the same batches; only the pixels
+    of each step's patches are read. Every ``release_every`` batches the mapped pages are
+    dropped from the process (:meth:`PatchStore.release`), which bounds the resident set at
+    about that many batches' pages whatever the store's size.
+    """
+
+    def __init__(
+        self,
+        store: PatchStore,
+        scales: Sequence[int] | None = None,
+        patch_size: int = 48,
+        batch_size: int = 16,
+        seed: int = 0,
+        augment: bool = True,
+        report: SkipReport | None = None,
+        scale_weights: Sequence[float] | None = None,
+        release_every: int = 16,
+    ):
+        self.store, self.release_every = store, release_every
+        self._batches = itertools.count(1)
+        scales = store.scales if scales is None else scales
+        super().__init__(store.training_images(scales), scales, patch_size, batch_size, seed, augment, report,
+                         scale_weights=scale_weights)
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        batch = super().batch(step)
+        if next(self._batches) % self.release_every == 0:
+            self.store.release()
+        return batch
