@@ -48,7 +48,7 @@ def check_run(run_dir: Path, dataset: str, output: str) -> dict:
     table = output[output.index(f"NIMA {dataset} validation"):]
     for label in ("squared EMD (eq. 1)", "EMD, r=2 (NIMA)", "SROCC of mean scores", "LCC of mean scores", "accuracy at score 5"):
         assert label in table
-    assert re.search(rf"validation images +{validation['images']}\n", table)
+    assert re.search(rf"validation images +{validation['images']} *\n", table)
     return metrics
 
 
