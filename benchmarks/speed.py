@@ -46,6 +46,7 @@ from pathlib import Path
 from eusr_perceptual.cli import quiet
 
 PRECISIONS = ("float32", "mixed_float16")
+KINDS = ("inference", "pretrain", "gan")
 #: EUSR pre-training at paper size (4PP-EUSR section 4.1).
 PRETRAIN_BATCH, PRETRAIN_PATCH = 16, 48
 QUICK_PRESETS = ("4pp_eusr",)
@@ -234,7 +235,7 @@ def make_jobs(args) -> tuple[list[Job], list[str]]:
     all_combos = [(p, x) for p in args.precision for x in args.xla]
     quick_default = [(p, x) for p, x in all_combos if p == "float32" and not x] or all_combos[:1]
     jobs, notes = [], []
-    for generator in generators:
+    for generator in generators if "inference" in args.kind else ():
         scales = (2, 4, 8) if generator == "eusr" and not args.quick else (4,)
         for scale in scales:
             key = generator == "eusr" and scale == 4
@@ -242,10 +243,10 @@ def make_jobs(args) -> tuple[list[Job], list[str]]:
                 jobs.append(Job("inference", generator, scale, precision, xla))
     # Mixed precision without XLA trains about 3x slower than float32 on a CPU: full runs only.
     train_combos = [(p, x) for p, x in all_combos if p == "float32" or not args.quick] or all_combos
-    if "eusr" in generators:
+    if "eusr" in generators and "pretrain" in args.kind:
         for scale in (4,) if args.quick else (2, 4, 8):
             jobs += [Job("pretrain", "eusr", scale, p, x) for p, x in train_combos]
-    presets, skip = gan_presets(args.preset, args.quick)
+    presets, skip = gan_presets(args.preset, args.quick) if "gan" in args.kind else ([], None)
     if skip:
         notes.append(skip)
     gan_combos = all_combos
@@ -341,6 +342,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the reduced set, one timed repetition")
+    parser.add_argument("--kind", nargs="+", choices=KINDS, default=list(KINDS), help="what to measure (default: all)")
     parser.add_argument("--only", nargs="+", help="generator types to include (default: every registered one)")
     parser.add_argument("--preset", action="append", help="GAN preset to time (repeatable; default: representatives)")
     parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))

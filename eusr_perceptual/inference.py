@@ -35,6 +35,7 @@ import tensorflow as tf
 from eusr_perceptual.data.images import DecodedImage
 from eusr_perceptual.models.multipass import PATHS, halve
 from eusr_perceptual.resize import imresize, round_to_uint8_tf, to_uint8_matlab
+from eusr_perceptual.training.xla import xla_by_default
 
 __all__ = [
     "MULTIPASS_ROUTES",
@@ -136,16 +137,6 @@ BYTES_PER_OUTPUT_PIXEL = 1024
 DEFAULT_MEMORY_BUDGET_MIB = 2048
 
 
-def default_inference_jit() -> bool:
-    """XLA for inference by default only with a GPU.
-
-    On the 2-core CPU of ``docs/performance.md`` XLA makes EUSR inference slower (XLA's CPU
-    convolutions do not use oneDNN, and they dominate inference), and every new tile size
-    costs a compilation; with a GPU XLA usually pays.
-    """
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
 class TileFunction:
     """Float ``[B, h, w, 3]`` LR tiles in [0, 255] -> uint8 ``[B, fh, fw, 3]`` SR tiles.
 
@@ -206,9 +197,11 @@ def make_tile_function(
     request, then the same object for every image, tile size and caller (evaluation,
     upscaling, reports) while the model lives.
 
-    ``jit_compile``: XLA (with fallback); None = :func:`default_inference_jit`.
+    ``jit_compile``: XLA (with fallback); None = where it pays,
+    :func:`~eusr_perceptual.training.xla.xla_by_default` (with a GPU; on a CPU XLA is slower
+    here, and every new tile size costs a compilation).
     """
-    jit_compile = default_inference_jit() if jit_compile is None else bool(jit_compile)
+    jit_compile = xla_by_default() if jit_compile is None else bool(jit_compile)
     functions = _TILE_FUNCTIONS.setdefault(model, {})
     key = (route, bool(self_ensemble), jit_compile)
     if key not in functions:

@@ -77,7 +77,7 @@ class NimaConfig(Config):
     validation_references: int = setting(3, "TID2013 only: the distorted versions of the first N reference images validate")
     seed: int = setting(2018, "seed of the AVA split, the shuffling, crops, flips, Dense initialiser and dropout")
     mixed_precision: bool = setting(False, "train with the mixed_float16 policy (outputs stay float32)")
-    jit_compile: bool = setting(True, "compile training steps with XLA where it compiles (--no-jit: off)", short="jit")
+    jit_compile: bool = setting(False, "compile training steps with XLA (--jit; see docs/performance.md)", short="jit")
     run_eagerly: bool = setting(False, "debugging: run steps eagerly (on a CPU, 1-2 step smoke runs start faster)")
 
     def validate(self) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 CONFIG = {"channels": 4, "shared_blocks": 1, "upscale_blocks": 1, "scales": (2, 4), "scale_aware_blocks": 1}
 PATCH, BATCH = 8, 4
+REPO = Path(__file__).resolve().parents[1]
 WORKER_TIMEOUT = 240  # seconds for each two-worker launch (import, build, trace, train, save)
 
 
@@ -58,6 +59,7 @@ def _launch_two_workers(tmp_path, run_dir, store, steps, initial_weights):
     for index in range(2):
         out = tmp_path / f"worker{index}_steps{steps}.npz"
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "-1", "TMPDIR": str(tmp_path / "tmp"),
+               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),  # this checkout's code
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         job = json.dumps({"run_dir": str(run_dir), "store": str(store), "steps": steps,
                           "initial_weights": str(initial_weights), "out": str(out)})

@@ -162,10 +162,17 @@ def test_mixed_precision_scales_the_loss_and_keeps_float32_outputs(images, tmp_p
 
 
 def test_xla_compiled_steps_train(images, tmp_path):
+    """The premise first: op determinism is off (the conftest fixture restores it after any
+    test that turns it on), otherwise Keras silently compiles without XLA; the trainer still
+    has jit_compile after fit (no silent fallback). tests/test_xla.py proves XLA compiled with
+    a step only XLA can run."""
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    assert not is_op_determinism_enabled()
     trainer, sampler = make_trainer(images)
     trainer.jit_compile = True
     history = fit_run(trainer, sampler.dataset, RunOptions(tmp_path, 2, 2), verbose=0)
-    assert math.isfinite(history.history["loss"][0])
+    assert math.isfinite(history.history["loss"][0]) and trainer.jit_compile is True
 
 
 def test_script_trains_saves_and_prints_the_table(tmp_path, capsys, monkeypatch):
@@ -189,16 +196,21 @@ def test_script_trains_saves_and_prints_the_table(tmp_path, capsys, monkeypatch)
 
 
 def test_two_runs_with_the_same_seed_give_identical_weights(tmp_path):
-    """Weight initialisation and every batch come from the run's seed (op determinism on, as
-    TensorFlow needs for bitwise-equal kernels; the conftest fixture turns it off again)."""
-    from eusr_perceptual.training.pretrain_run import run_pretraining
+    """Weight initialisation and every batch come from the run's seed: the initial weights are
+    bitwise equal, and after training equal up to the float rounding of multithreaded oneDNN
+    kernels (observed <= 5e-10 under load; op determinism on, turned off again by the conftest
+    fixture). Before seeding, two runs differed by up to 0.47."""
+    from eusr_perceptual.training.pretrain_run import build_pretrainer, run_pretraining
 
     tf.config.experimental.enable_op_determinism()
     config = PRETRAIN_PRESETS["demo"].replace(
         model=EUSRConfig(channels=8, shared_blocks=1, upscale_blocks=0, scales=(2,)), steps=2, checkpoint_every=2,
         batch_size=2, patch_size=8, jit_compile=False, data="skimage", scale_weights=None)
+    initial = [[np.array(w) for w in build_pretrainer(config, lambda step: 2).generator.weights] for _ in range(2)]
+    for a, b in zip(*initial):
+        np.testing.assert_array_equal(a, b)
     first, second = (run_pretraining(config, tmp_path / name, eval_data=None, verbose=0) for name in ("a", "b"))
     for a, b in zip(first.weights, second.weights):
-        np.testing.assert_array_equal(np.array(a), np.array(b))
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-5, atol=1e-8)
     other = run_pretraining(config.replace(seed=1), tmp_path / "c", eval_data=None, verbose=0)
-    assert any(not np.array_equal(np.array(a), np.array(b)) for a, b in zip(first.weights, other.weights))
+    assert max(float(np.max(np.abs(np.array(a) - np.array(b)))) for a, b in zip(first.weights, other.weights)) > 1e-3

@@ -1,5 +1,6 @@
 """enable_xla: XLA really compiles the trainer's step when on; it falls back, with one log line
-saying why, under op determinism, a multi-device strategy or an op XLA cannot compile."""
+saying why, under op determinism, a multi-device strategy or an op XLA cannot compile; it is
+off by default without a GPU."""
 
 import logging
 
@@ -12,7 +13,7 @@ from tensorflow.python.framework.config import disable_op_determinism, is_op_det
 
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.training.pretrain import MultiScalePretrainer, PretrainConfig, make_optimizer
-from eusr_perceptual.training.xla import NOT_REQUESTED, enable_xla
+from eusr_perceptual.training.xla import CPU_DEFAULT, NOT_REQUESTED, enable_xla
 
 LOGGER = "eusr_perceptual.training.xla"
 BATCH = (tf.random.uniform((2, 6, 6, 3), 0, 255, seed=1), tf.random.uniform((2, 12, 12, 3), 0, 255, seed=2))
@@ -75,6 +76,8 @@ def test_xla_compiles_the_step_that_fit_runs(caplog):
 
     # Control: the same step without XLA trips the assertion.
     plain = pretrainer(AssertingPretrainer)
+    by_default = enable_xla(plain, BATCH, step_function=step_at_x2(plain))  # no GPU in the tests
+    assert not by_default.enabled and by_default.reason == CPU_DEFAULT
     choice = enable_xla(plain, BATCH, requested=False, step_function=step_at_x2(plain))
     assert choice.as_config() == {"jit_requested": False, "jit_compile": False, "jit_reason": NOT_REQUESTED}
     with pytest.raises(tf.errors.InvalidArgumentError, match="this step ran without XLA"):

@@ -76,7 +76,8 @@ class GANConfig(Config):
     checkpoint_every: int = setting(5_000, "steps between checkpoints (one Keras epoch)")
     seed: int = setting(0, "seed of weight initialisation and of every batch")
     mixed_precision: bool = setting(False, "mixed_float16 (GPU); losses stay float32")
-    jit_compile: bool = setting(True, "compile steps with XLA where it compiles (--no-jit: off)", short="jit")
+    jit_compile: bool = setting(False, "compile steps with XLA (--jit); slower on CPUs with oneDNN, see docs/performance.md",
+                                short="jit")
 
     def validate(self) -> None:
         names = [spec.name for spec in self.terms]

@@ -30,7 +30,8 @@ class PretrainConfig(Config):
         None, "relative probabilities of the x2, x4, x8 paths per step (default uniform, as the paper)")
     seed: int = setting(0, "seed of weight initialisation and of every batch")
     mixed_precision: bool = setting(False, "mixed_float16 (GPU); losses stay float32")
-    jit_compile: bool = setting(True, "compile steps with XLA where it compiles (--no-jit: off)", short="jit")
+    jit_compile: bool = setting(False, "compile steps with XLA (--jit); slower on CPUs with oneDNN, see docs/performance.md",
+                                short="jit")
 
     def validate(self) -> None:
         if self.scale_weights is not None and len(self.scale_weights) != len(self.model.scales):

@@ -12,14 +12,18 @@ Layout of a store folder::
     shards/00000.npy   uint8, 1-D: the HR and LR pixels of up to ``images_per_shard`` images
     shards/00000.json  the shard's completion marker: its images, offsets, source hashes
 
-Format (measured by ``benchmarks/data_pipeline.py --formats`` on this 2-core CPU, 2040x1356
-images, 48x48 LR patches at x8, page cache warm): a random patch read from a memory-mapped
-``.npy`` touches only the patch's rows and takes 0.4 ms; from a TFRecord (even with a record
-offset index for random access) the whole 8.3 MB image must be read and parsed first, 6 ms
-per patch, and for PNG-encoded records (TFDS's format) the decode costs 60 ms per patch.
-The per-step batches must be a pure function of (seed, step) for exact resume, which needs
-random access, so the store keeps raw uint8 arrays, memory-mapped; TFRecord is not used.
-Shards, not one file per image, keep the number of open mappings small (one per shard).
+Format (measured by ``benchmarks/data_pipeline.py`` on this 2-core CPU, 800 synthetic
+2040x1356 images, one random 48x48 LR / 384x384 HR patch at x8, page cache warm): from a
+memory-mapped ``.npy`` 0.27-0.42 ms (only the patch's rows are touched); from a TFRecord of raw
+pixels 1.9-2.1 ms even with a record-offset index for random access and the LR left out (the
+whole 8.3 MB record is read and parsed); from PNG-encoded TFRecords (TFDS's format) 56-81 ms
+(decoding). The per-step batches must be a pure function of (seed, step) for exact resume,
+which needs random access, so the store keeps raw uint8 arrays, memory-mapped. Shards, not one
+file per image, keep the number of open mappings small (one per shard). A patch of a
+row-major 2040-px-wide image still reads most of its rows' pages (a 384-px HR patch: about
+2.3 MB), which matters when the store is not in the page cache: for stores larger than RAM,
+BasicSR's sub-images (``crop``/``step``) cut that about fourfold (rows of 480
+instead of 2040 px).
 
 Preparation (:func:`prepare_store`) runs shards in parallel processes; a shard is written to
 a temporary name, flushed to disk and renamed (``os.replace``), and only then is its marker

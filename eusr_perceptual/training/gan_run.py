@@ -121,7 +121,8 @@ def build_gan_trainer(config: GANConfig, *, generator: keras.Model | None = None
         resources=shared, backbone_weights=None if config.backbone_weights == "none" else config.backbone_weights,
     )
     trainer.compile(g_optimizer=make_optimizer(config, config.g_learning_rate),
-                    d_optimizer=make_optimizer(config, config.d_learning_rate) if discriminator is not None else None)
+                    d_optimizer=make_optimizer(config, config.d_learning_rate) if discriminator is not None else None,
+                    jit_compile=config.jit_compile)
     return trainer
 
 

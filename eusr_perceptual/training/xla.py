@@ -1,4 +1,4 @@
-"""XLA for a trainer's step where it compiles: tried by default, one log line when it is not.
+"""XLA for a trainer's step where it compiles and pays; one log line when it cannot.
 
 :func:`enable_xla` is called after ``compile`` and before ``fit``. When XLA is requested it
 checks, without running a step (no weight, optimizer slot, metric or step counter changes),
@@ -18,10 +18,11 @@ The last check lowers the step to HLO with ``tf.function(jit_compile=True)
 check passes, ``model.jit_compile`` is True; otherwise it is False and one log line says why.
 The returned :class:`XlaChoice` goes into the run's config (:meth:`XlaChoice.as_config`).
 
-Why it is on by default: on the 2-core CPU of ``docs/performance.md``, XLA makes the EUSR
-pre-training step faster (fused element-wise work around the convolutions, fewer kernel
-launches); on GPUs XLA is usually a larger gain. Keras' own ``jit_compile="auto"`` turns
-XLA off on CPU-only machines and under ``tf.distribute``; this project measures instead.
+Where it pays (``requested=None``, :func:`xla_by_default`): with a GPU. On the 2-core x86
+CPU of ``docs/performance.md`` TensorFlow's own kernels (oneDNN) run EUSR's convolutions
+faster than XLA's CPU backend: the paper-size EUSR x4 pre-training step takes 1.3x the CPU
+time with XLA, inference too (with ``TF_ENABLE_ONEDNN_OPTS=0`` the two are even). Keras' own
+``jit_compile="auto"`` also turns XLA off on CPU-only machines, and under ``tf.distribute``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ log = logging.getLogger(__name__)
 
 #: The reason recorded when XLA was not requested (``--no-jit``).
 NOT_REQUESTED = "not requested (--no-jit)"
+#: The reason recorded when XLA was left to the default on a machine without a GPU.
+CPU_DEFAULT = "off by default without a GPU: oneDNN runs the steps faster than XLA on a CPU (docs/performance.md)"
+
+
+def xla_by_default() -> bool:
+    """Whether XLA pays here when nobody asked: with a GPU (see the module docstring)."""
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 @dataclass(frozen=True)
@@ -90,14 +98,18 @@ def xla_blocker(model: keras.Model, sample_batch, step_function: Callable | None
     return None
 
 
-def enable_xla(model: keras.Model, sample_batch, requested: bool, step_function: Callable | None = None) -> XlaChoice:
+def enable_xla(model: keras.Model, sample_batch, requested: bool | None = None,
+               step_function: Callable | None = None) -> XlaChoice:
     """Sets ``model.jit_compile`` to XLA where the training step compiles; returns the choice.
 
     Call after ``compile`` (which builds the optimizer) and before ``fit``. ``requested`` is
-    the run's setting (``--no-jit`` makes it False). ``sample_batch`` and ``step_function``
-    are as in :func:`xla_blocker`. A fallback logs one WARNING line with the reason.
+    the run's setting: True (``--jit``), False (``--no-jit``) or None (:func:`xla_by_default`).
+    ``sample_batch`` and ``step_function`` are as in :func:`xla_blocker`. A fallback from a
+    request logs one WARNING line with the reason.
     """
-    if not requested:
+    if requested is None and not xla_by_default():
+        choice = XlaChoice(False, False, CPU_DEFAULT)
+    elif requested is False:
         choice = XlaChoice(False, False, NOT_REQUESTED)
     else:
         reason = xla_blocker(model, sample_batch, step_function)
