@@ -19,6 +19,7 @@ from pathlib import Path
 
 
 from eusr_perceptual.cli.errors import reports_usage_errors
+from eusr_perceptual.cli.gan_flags import STRATEGIES, make_strategy
 from eusr_perceptual.configs.base import add_config_flags, config_from_flags, flag_overrides, resumed_config
 from nima.config import DATASETS, PRESETS, NimaConfig
 
@@ -28,7 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, help="the dataset release folder (run without it to see what it needs)")
     parser.add_argument("--run-dir", type=Path, help="run folder (default: runs/nima_<dataset>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoints")
-    parser.add_argument("--multi-gpu", action="store_true", help="tf.distribute.MirroredStrategy over all GPUs")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="default",
+                        help="tf.distribute strategy: mirrored (all local GPUs), multi-worker (TF_CONFIG), tpu")
     parser.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     add_config_flags(parser, NimaConfig)
@@ -56,14 +58,13 @@ def main(argv=None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)  # TensorFlow's checkpoint/SavedModel chatter
+    strategy = make_strategy(args.strategy)  # first: a multi-worker strategy must precede every other TF op
     try:
         config = config_from_args(args)
         data = load_dataset(config, args.data_dir)
     except (DatasetLayoutError, LabelFileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-
-    import tensorflow as tf
 
     from nima.evaluation import PAPER_RESULTS, format_table
     from nima.model import PretrainedWeightsUnavailable
@@ -74,7 +75,6 @@ def main(argv=None) -> int:
         "%s: %d training and %d validation images (%d skipped so far); run folder %s",
         config.dataset, len(data.train), len(data.validation), data.report.count, run_dir,
     )
-    strategy = tf.distribute.MirroredStrategy() if args.multi_gpu else None
     try:
         result = train_nima(
             config, data, run_dir, resume=args.resume, strategy=strategy,

@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from eusr_perceptual.training.runs import RunOptions, fit_run, write_json_atomically
+from eusr_perceptual.training.strategy import worker_write_dir
 from nima.config import NimaConfig, Phase
 from nima.datasets.common import ScoreDataset
 from nima.evaluation import ScoreMetrics, evaluate_predictor
@@ -167,9 +168,10 @@ def train_nima(
     metrics = evaluate_predictor(
         trainer, validation, crop_size=config.crop_size, batch_size=config.phases()[-1].batch_size, decoder=decoder
     )
-    exported = export_predictor(model, run_dir / "export", f"nima_{config.dataset}")
+    write_dir = worker_write_dir(run_dir, strategy)  # run_dir on the chief; elsewhere a temporary folder
+    exported = export_predictor(model, write_dir / "export", f"nima_{config.dataset}")
     write_json_atomically(
-        run_dir / "metrics.json",
+        write_dir / "metrics.json",
         {
             "validation": metrics.as_dict(),
             "phases": [

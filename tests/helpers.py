@@ -7,10 +7,31 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from eusr_perceptual.configs.demo import demo_version
+from eusr_perceptual.configs.gan import GANConfig
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from nima.model import MeanScore
 
 TINY_EUSR = EUSRConfig(channels=8, shared_blocks=1, upscale_blocks=0, scale_aware_blocks=1)
+
+#: Network options even smaller than the demo's: 1-2 blocks of 4-8 channels.
+TEST_NETWORKS = {
+    "eusr": {"channels": 8, "shared_blocks": 1, "upscale_blocks": 0, "scale_aware_blocks": 1},
+    "srresnet": {"num_feat": 8, "num_block": 1}, "msrresnet": {"num_feat": 8, "num_block": 1},
+    "afm_srresnet": {"num_feat": 8, "num_block": 1}, "rrdbnet": {"num_feat": 8, "num_block": 1, "num_grow": 4},
+    "4pp_eusr": {"base_channels": 4, "dense_units": 8}, "srgan": {"base_channels": 4, "dense_units": 8},
+    "vgg_style": {"base_channels": 4, "dense_units": 8}, "afm": {"base_channels": 4, "dense_units": 8},
+}
+
+
+def tiny_preset(config: GANConfig) -> GANConfig:
+    """A preset at test size: its demo version with :data:`TEST_NETWORKS`, batch 2, 8-32 px LR."""
+    def shrink(spec):
+        return None if spec is None else {**spec, **TEST_NETWORKS[spec["type"]]}
+
+    patch = 8 if config.scale == 4 else 16 if config.scale == 2 else 32
+    return demo_version(config).replace(generator=shrink(config.generator), discriminator=shrink(config.discriminator),
+                                        patch_size=patch, batch_size=2)
 
 
 def tiny_eusr() -> EUSR:

@@ -6,23 +6,12 @@ import numpy as np
 import pytest
 
 from eusr_perceptual.cli import train_gan
-from eusr_perceptual.configs.demo import demo_version
 from eusr_perceptual.configs.presets import PRESETS
 from eusr_perceptual.losses.backbones import FeatureNetwork, load_backbone
 from eusr_perceptual.losses.registry import parse_terms
 from eusr_perceptual.training.gan_run import build_gan_trainer
 from helpers import (assert_short_run_changes_only_g_and_d, changed, make_dataset, snapshot, stand_in_predictor,
-                     tiny_eusr)
-
-#: Even smaller than the demo: 1-2 blocks of 4-8 channels.
-TEST_NETWORKS = {
-    "eusr": {"channels": 8, "shared_blocks": 1, "upscale_blocks": 0, "scale_aware_blocks": 1},
-    "srresnet": {"num_feat": 8, "num_block": 1}, "msrresnet": {"num_feat": 8, "num_block": 1},
-    "afm_srresnet": {"num_feat": 8, "num_block": 1}, "rrdbnet": {"num_feat": 8, "num_block": 1, "num_grow": 4},
-    "4pp_eusr": {"base_channels": 4, "dense_units": 8}, "srgan": {"base_channels": 4, "dense_units": 8},
-    "vgg_style": {"base_channels": 4, "dense_units": 8}, "afm": {"base_channels": 4, "dense_units": 8},
-}
-
+                     tiny_eusr, tiny_preset)
 
 @pytest.fixture(scope="module")
 def shared_backbones():
@@ -35,18 +24,9 @@ def shared_backbones():
     assert not changed(before, networks)
 
 
-def tiny(config):
-    def shrink(spec):
-        return None if spec is None else {**spec, **TEST_NETWORKS[spec["type"]]}
-
-    patch = 8 if config.scale == 4 else 16 if config.scale == 2 else 32
-    return demo_version(config).replace(generator=shrink(config.generator), discriminator=shrink(config.discriminator),
-                                        patch_size=patch, batch_size=2)
-
-
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_trains_two_steps(name, shared_backbones):
-    config = tiny(PRESETS[name])
+    config = tiny_preset(PRESETS[name])
     resources = dict(shared_backbones)
     resources.update({predictor: stand_in_predictor(predictor, i) for i, predictor in enumerate(config.predictors)})
     generator = tiny_eusr() if config.producer == "multipass" else None

@@ -202,3 +202,32 @@ def test_sub_images_follow_basicsr_positions_aligned_to_every_scale(tmp_path):
     np.testing.assert_array_equal(pieces[5].hr, hr[24:56, 8:40])
     np.testing.assert_array_equal(pieces[5].lr[4], make_lr(hr, 4)[6:14, 2:10])
     assert np.load(tmp_path / "store" / "shards" / "00000.npy").size == 6 * 32 * 32 * 3 * (1 + 1 / 4 + 1 / 16)
+
+
+def test_pretraining_streams_from_a_store_exactly_as_from_the_folder(folder, tmp_path, monkeypatch):
+    """The trainer itself (``run_pretraining``) takes ``store:``: a StoreSampler, no LR made at
+    start, the same weights as the in-memory run; a store of another resize convention is refused."""
+    import keras
+
+    from eusr_perceptual.configs.pretrain import PRETRAIN_PRESETS
+    from eusr_perceptual.data import patches
+    from eusr_perceptual.models.eusr import EUSRConfig
+    from eusr_perceptual.training.pretrain_run import run_pretraining
+
+    _prepare(folder, tmp_path / "store")
+    config = PRETRAIN_PRESETS["demo"].replace(
+        model=EUSRConfig(channels=4, shared_blocks=1, upscale_blocks=1, scales=SCALES, scale_aware_blocks=1),
+        steps=2, checkpoint_every=2, batch_size=2, patch_size=PATCH, jit_compile=False, scale_weights=None)
+    in_memory = run_pretraining(config.replace(data=str(folder)), tmp_path / "folder_run", eval_data=None, verbose=0)
+
+    def no_lr_making(*args, **kwargs):
+        raise AssertionError("a store run must not make LR images")
+
+    monkeypatch.setattr(patches, "make_lr", no_lr_making)
+    streamed = run_pretraining(config.replace(data=f"store:{tmp_path / 'store'}"), tmp_path / "store_run",
+                               eval_data=None, verbose=0)
+    for a, b in zip(in_memory.weights, streamed.weights):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-5, atol=1e-6)
+    with pytest.raises(StoreError, match="resize convention 'uint8' requested"):
+        run_pretraining(config.replace(data=f"store:{tmp_path / 'store'}", lr_convention="uint8"), tmp_path / "u8",
+                        eval_data=None, verbose=0)

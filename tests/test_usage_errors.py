@@ -114,6 +114,19 @@ def test_training_and_nima_data_paths(files, capsys):
     assert "TID2013 data folder" in (error := one_line_error(capsys)) and "is a file, expected a folder" in error
 
 
+def test_training_tools_refuse_a_multi_worker_strategy_without_tf_config(files, capsys, monkeypatch):
+    from eusr_perceptual.cli import pretrain
+    from nima import cli as nima_cli
+
+    root, _ = files
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert nima_cli.main(["--dataset", "tid2013", "--data-dir", str(root), "--strategy", "multi-worker"]) == 2
+    assert "needs the TF_CONFIG environment variable" in one_line_error(capsys)
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}')
+    assert pretrain.main(["--strategy", "multi-worker", "--run-dir", str(root / "run")]) == 2
+    assert "TF_CONFIG task worker:3 is not in its cluster" in one_line_error(capsys)
+
+
 def test_exported_signatures_check_the_channel_count(files, tmp_path):
     _, model = files
     target = export_savedmodel(model, tmp_path, "tiny", paths=())

@@ -13,8 +13,7 @@ from typing import Mapping
 
 from eusr_perceptual.configs.base import ConfigError, add_config_flags, flag_overrides, resumed_config
 from eusr_perceptual.configs.gan import GANConfig
-
-STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
+from eusr_perceptual.training import STRATEGIES
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -114,17 +113,7 @@ def default_run_dir(name: str) -> Path:
 
 
 def make_strategy(name: str):
-    """The ``--strategy`` as a ``tf.distribute`` strategy."""
-    import tensorflow as tf
+    """The ``--strategy`` as a ``tf.distribute`` strategy (see :mod:`eusr_perceptual.training.strategy`)."""
+    from eusr_perceptual.training.strategy import make_strategy as make
 
-    try:
-        from eusr_perceptual.training.strategy import make_strategy as make
-    except ImportError:  # the multi-worker module is optional until it lands
-        make = None
-    if make is not None:
-        return make(name)
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name != "default":
-        raise SystemExit(f"error: --strategy {name} is not available in this version")
-    return tf.distribute.get_strategy()
+    return make(name)

@@ -19,6 +19,7 @@ import numpy as np
 
 from eusr_perceptual.cli.errors import ValueUsageError
 from eusr_perceptual.data.images import SkipReport, list_image_files, load_many, load_rgb8
+from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, imresize
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,6 @@ def with_downscaled_copies(images: Sequence[TrainingImage], factor: int = 2) -> 
     all, are the fine-tuning ground truth. Shipped LR images belong to the original size and
     are not carried over.
     """
-    from eusr_perceptual.resize import imresize
-
     copies = [TrainingImage(f"{image.name}_down{factor}", imresize(image.hr, 1.0 / factor)) for image in images]
     return [*images, *copies]
 
@@ -217,6 +216,7 @@ def make_sampler(
     *,
     downscaled_copies: int = 0,
     augment: bool = True,
+    lr_convention: str = DEFAULT_RESIZE_CONVENTION,
 ):
     """The per-step patch sampler of a ``--data`` source, for every trainer.
 
@@ -224,8 +224,9 @@ def make_sampler(
     bounded memory, start-up in milliseconds; the store must hold ``scales`` and, when
     ``downscaled_copies`` is set, have been prepared with the same factor). Any other source is
     loaded into memory, given its MATLAB-bicubic 1/``downscaled_copies`` copies when asked
-    (4PP-EUSR section 4.3), and sampled by a :class:`~eusr_perceptual.data.patches.PatchSampler`.
-    Both give the same batch for the same images, seed and step.
+    (4PP-EUSR section 4.3), and sampled by a :class:`~eusr_perceptual.data.patches.PatchSampler`
+    that makes missing LR images under ``lr_convention`` (a store must have been prepared under
+    it). Both give the same batch for the same images, seed and step.
     """
     from eusr_perceptual.data.patches import PatchSampler
 
@@ -233,9 +234,11 @@ def make_sampler(
     if data.startswith("store:"):
         from eusr_perceptual.data.store import StoreSampler, open_store
 
-        store = open_store(data[len("store:"):], scales=scales, downscaled_copies=downscaled_copies)
+        store = open_store(data[len("store:"):], scales=scales, convention=lr_convention,
+                           downscaled_copies=downscaled_copies)
         return StoreSampler(store, scales, patch_size, batch_size, seed, augment, scale_weights=scale_weights)
     images = load_training_images(data, scales=scales, min_side=patch_size * max(scales))
     if downscaled_copies:
         images = with_downscaled_copies(images, downscaled_copies)
-    return PatchSampler(images, scales, patch_size, batch_size, seed, augment, scale_weights=scale_weights)
+    return PatchSampler(images, scales, patch_size, batch_size, seed, augment, scale_weights=scale_weights,
+                        lr_convention=lr_convention)

@@ -25,6 +25,7 @@ from eusr_perceptual.models.registry import build_network
 from eusr_perceptual.resize import round_to_uint8_tf
 from eusr_perceptual.training.gan import GANTrainer, Schedule
 from eusr_perceptual.training.producers import MultiPass, make_producer
+from eusr_perceptual.training.strategy import is_chief
 
 log = logging.getLogger(__name__)
 
@@ -164,19 +165,15 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
             resources: Mapping[str, Any] | None = None) -> GANRunResult:
     """Trains ``config`` in ``run_dir`` (resuming it when asked), saves, exports and evaluates."""
     run_dir = Path(run_dir)
-    from eusr_perceptual.data.patches import PatchSampler
-    from eusr_perceptual.data.sources import load_training_images, with_downscaled_copies
+    from eusr_perceptual.data.sources import make_sampler
     from eusr_perceptual.training.callbacks import TensorBoardImages
     from eusr_perceptual.training.runs import RunOptions, fit_run
 
     check_inputs(config)
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
-    images = load_training_images(config.data, scales=(config.scale,), min_side=config.hr_size)
-    if config.downscaled_copies:
-        images = with_downscaled_copies(images, 2)
-    sampler = PatchSampler(images, (config.scale,), config.patch_size, config.batch_size, config.seed,
-                           lr_convention=config.lr_convention)
+    sampler = make_sampler(config.data, (config.scale,), config.patch_size, config.batch_size, config.seed,
+                           downscaled_copies=2 if config.downscaled_copies else 0, lr_convention=config.lr_convention)
     log.info("%d training images (%s%s); run folder %s", len(sampler.images), config.data,
              " + 2x-downscaled copies" if config.downscaled_copies else "", run_dir)
 
@@ -198,6 +195,8 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
     log.info("training took %.1f s", time.time() - started)
 
     generator = float32_copy(trainer.inference_generator)
+    if not is_chief(strategy):  # the chief alone writes the run folder and the exports
+        return GANRunResult(generator, Path(run_dir), None, None)
     generator.save(Path(run_dir) / "generator.keras")
     exported = None
     if export_dir is not None:

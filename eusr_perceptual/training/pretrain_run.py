@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from eusr_perceptual.configs.pretrain import PretrainConfig
 from eusr_perceptual.models.eusr import EUSR
+from eusr_perceptual.training.strategy import is_chief
 from eusr_perceptual.models.precision import float32_copy
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,7 @@ def run_pretraining(config: PretrainConfig, run_dir: Path, *, resume: bool = Fal
                     strategy: tf.distribute.Strategy | None = None, eval_data: str | None = "skimage",
                     verbose: int | str = "auto") -> keras.Model:
     """Trains, checkpoints, saves ``generator.keras`` and prints the table; returns the generator."""
-    from eusr_perceptual.data.patches import PatchSampler
-    from eusr_perceptual.data.sources import load_training_images
+    from eusr_perceptual.data.sources import load_training_images, make_sampler
     from eusr_perceptual.evaluation.runner import Method
     from eusr_perceptual.training.callbacks import TensorBoardImages
     from eusr_perceptual.training.evaluation import scale_sections
@@ -60,13 +60,13 @@ def run_pretraining(config: PretrainConfig, run_dir: Path, *, resume: bool = Fal
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
     scales = config.model.scales
-    images = load_training_images(config.data, scales=scales, min_side=config.patch_size * max(scales))
-    sampler = PatchSampler(images, scales, config.patch_size, config.batch_size, config.seed,
+    sampler = make_sampler(config.data, scales, config.patch_size, config.batch_size, config.seed,
                            scale_weights=config.scale_weights, lr_convention=config.lr_convention)
     held_out = load_training_images("skimage:held_out", scales=()) if eval_data else []
     log.info("%d training images; run folder %s", len(sampler.images), run_dir)
 
-    with (strategy or tf.distribute.get_strategy()).scope():
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
         trainer = build_pretrainer(config, sampler.scale_for_step)
     options = RunOptions(run_dir, config.steps, config.checkpoint_every, resume=resume)
     callbacks = []
@@ -79,6 +79,8 @@ def run_pretraining(config: PretrainConfig, run_dir: Path, *, resume: bool = Fal
     log.info("training took %.1f s", time.time() - started)
 
     generator = float32_copy(trainer.generator)
+    if not is_chief(strategy):  # the chief alone writes the run folder
+        return generator
     generator.save(Path(run_dir) / "generator.keras")
     print(f"\nTrained EUSR ({generator.count_params():,} parameters) saved to {Path(run_dir) / 'generator.keras'}")
     if eval_data:

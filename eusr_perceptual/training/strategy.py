@@ -39,8 +39,8 @@ import keras
 import tensorflow as tf
 
 from eusr_perceptual.cli.errors import ValueUsageError
+from eusr_perceptual.training import STRATEGIES
 
-STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
 
 TF_CONFIG_EXAMPLE = (
     'TF_CONFIG=\'{"cluster": {"worker": ["node0:12345", "node1:12345"]}, "task": {"type": "worker", "index": 0}}\' '

@@ -1,0 +1,60 @@
+"""The single-path GAN families (SRGAN, ESRGAN) under mixed precision and MirroredStrategy, as
+the 4PP-EUSR configuration is tested in test_gan_trainer.py: a relativistic objective (real
+logits on the generator side), a pre-activation VGG term, ``g_first`` order and EMA."""
+
+import keras
+import numpy as np
+import pytest
+
+from eusr_perceptual.configs.presets import PRESETS
+from eusr_perceptual.training.gan_run import build_gan_trainer
+from helpers import assert_short_run_changes_only_g_and_d, make_dataset, snapshot, tiny_preset
+
+
+@pytest.mark.parametrize("name", ["srgan_vgg54", "esrgan"])
+def test_mixed_precision_scales_each_loss_and_stays_finite(name):
+    keras.mixed_precision.set_dtype_policy("mixed_float16")  # the conftest fixture restores float32
+    config = tiny_preset(PRESETS[name])
+    trainer = build_gan_trainer(config)
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(trainer.d_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert trainer.optimizer is not trainer.d_optimizer
+    assert trainer.generator.compute_dtype == trainer.discriminator.compute_dtype == "float16"
+    history = assert_short_run_changes_only_g_and_d(trainer, make_dataset(config.patch_size, config.hr_size)(0))
+    assert {"d_loss", "d_real", "d_fake", *(spec.name for spec in config.active_terms)} <= set(history)
+    assert int(trainer.optimizer.inner_optimizer.iterations) == int(trainer.d_optimizer.inner_optimizer.iterations) == 2
+
+
+def test_esrgan_under_mirrored_strategy_gives_the_single_device_result(two_cpu_strategy):
+    """Two replicas of one example each make the single-device step of the batch of two:
+    per-replica losses divided by the replica count, gradients summed (single-path producer,
+    pre-activation VGG term, ``g_first``, EMA). Two parts are swapped, for a reason every
+    data-parallel run shares (BasicSR's DDP included): RaGAN's E[D(x)] and BatchNorm's statistics
+    are means over each replica's rows, not the global batch; so the objective is the vanilla
+    one and the discriminator 4PP-EUSR's, which has no BatchNorm (docs/distributed.md)."""
+    config = tiny_preset(PRESETS["esrgan"])
+    config = config.replace(discriminator={"type": "4pp_eusr", "base_channels": 4, "dense_units": 8},
+                            objective="vanilla")
+    dataset = make_dataset(config.patch_size, config.hr_size)
+
+    def train(strategy=None):
+        if strategy is None:
+            trainer = build_gan_trainer(config)
+        else:
+            with strategy.scope():
+                trainer = build_gan_trainer(config)
+        before = snapshot({"generator": trainer.generator})
+        history = trainer.fit(dataset(0), steps_per_epoch=2, epochs=1, verbose=0).history
+        return before, snapshot({"generator": trainer.generator, "discriminator": trainer.discriminator,
+                                 "ema": trainer.inference_generator}), history
+
+    start, expected, single = train()
+    mirrored_start, got, mirrored = train(two_cpu_strategy)
+    for a, b in zip(start["generator"], mirrored_start["generator"]):
+        np.testing.assert_array_equal(a, b)  # seeded: the same initial weights
+    assert any(not np.array_equal(a, b) for a, b in zip(start["generator"], expected["generator"]))
+    for name in expected:
+        for a, b in zip(expected[name], got[name]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for name in single:
+        assert mirrored[name][-1] == pytest.approx(single[name][-1], rel=1e-4, abs=1e-6)
