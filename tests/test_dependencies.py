@@ -16,6 +16,8 @@ MODULES = {
     "sewar": ["sewar"], "tensorflow-serving-api": ["tensorflow_serving"], "ai-edge-litert": ["ai_edge_litert"],
     "tf2onnx": ["tf2onnx"], "onnx": ["onnx"], "onnxruntime": ["onnxruntime"],
 }
+#: requirements used by configuration rather than by an import
+CONFIGURED = {"pytest-xdist": "-n 2"}  # setup.cfg [tool:pytest] addopts
 
 
 def _requirements() -> dict[str, list[str]]:
@@ -44,13 +46,19 @@ def test_every_declared_requirement_is_used():
     assert "keras-cv" not in requirements["install_requires"]  # unused: README, "Dependencies, and one left out"
     for group, names in requirements.items():
         for name in names:
+            if name in CONFIGURED:
+                config = configparser.ConfigParser()
+                config.read(REPO / "setup.cfg")
+                assert CONFIGURED[name] in config["tool:pytest"]["addopts"], f"{name} ({group}) is declared but unused"
+                continue
             assert name in MODULES, f"{name} ({group}) has no entry saying how it is used"
             where = tests if group == "test" else package + tests if group == "export" else package
             assert any(_uses(where, module) for module in MODULES[name]), f"{name} ({group}) is declared but unused"
 
 
 def test_every_third_party_import_of_the_package_is_declared():
-    declared = {module for names in _requirements().values() for name in names for module in MODULES[name]}
+    declared = {module for names in _requirements().values() for name in names if name not in CONFIGURED
+                for module in MODULES[name]}
     imported = set(re.findall(r"^\s*(?:import ([A-Za-z_]\w*)|from ([A-Za-z_]\w*)[\w.]* import )", _sources("eusr_perceptual", "nima"), re.M))
     imported = {name for pair in imported for name in pair if name}
     third_party = {m for m in imported if m not in sys.stdlib_module_names and m not in ("eusr_perceptual", "nima")}
