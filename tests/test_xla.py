@@ -117,3 +117,40 @@ def test_a_two_device_mirrored_strategy_turns_xla_off(two_cpu_strategy, caplog):
     assert not choice.enabled and not trainer.jit_compile
     assert choice.reason.startswith("MirroredStrategy over 2 replicas")
     assert len(caplog.records) == 1
+
+
+def test_the_run_pipelines_choose_xla_through_enable_xla(tmp_path, caplog):
+    """``run_pretraining`` and ``run_gan`` pass the run's ``jit_compile`` through
+    :func:`enable_xla`: on when asked and possible, one WARNING and off when blocked (here by op
+    determinism), and the choice in the log either way; training completes in every case."""
+    from eusr_perceptual.configs.presets import PRESETS
+    from eusr_perceptual.configs.pretrain import PRETRAIN_PRESETS
+    from eusr_perceptual.training.gan_run import run_gan
+    from eusr_perceptual.training.pretrain_run import run_pretraining
+    from helpers import tiny_preset
+
+    pretrain = PRETRAIN_PRESETS["demo"].replace(
+        model=EUSRConfig(channels=4, shared_blocks=1, upscale_blocks=0, scale_aware_blocks=1, scales=(2,)),
+        steps=1, checkpoint_every=1, batch_size=2, patch_size=8, data="skimage", scale_weights=None, jit_compile=True)
+    gan = tiny_preset(PRESETS["msrgan"]).replace(steps=1, checkpoint_every=1, jit_compile=True)
+    runs = {"pretrain": lambda name, **changes: run_pretraining(pretrain.replace(**changes), tmp_path / name,
+                                                                 eval_data=None, verbose=0),
+            "gan": lambda name, **changes: run_gan(gan.replace(**changes), tmp_path / name, export_dir=None,
+                                                    eval_data=None, verbose=0)}
+    for kind, run in runs.items():
+        with caplog.at_level(logging.INFO):
+            caplog.clear()
+            run(f"{kind}_on")
+            assert "XLA on: the step compiles with XLA" in caplog.text
+            if kind == "pretrain":
+                caplog.clear()
+                run(f"{kind}_off", jit_compile=False)
+                assert f"XLA off: {NOT_REQUESTED}" in caplog.text
+            caplog.clear()
+            tf.config.experimental.enable_op_determinism()
+            try:
+                run(f"{kind}_blocked")
+            finally:
+                disable_op_determinism()
+            warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == LOGGER]
+            assert len(warnings) == 1 and "op determinism" in warnings[0]

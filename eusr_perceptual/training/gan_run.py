@@ -26,6 +26,7 @@ from eusr_perceptual.resize import round_to_uint8_tf
 from eusr_perceptual.training.gan import GANTrainer, Schedule
 from eusr_perceptual.training.producers import MultiPass, make_producer
 from eusr_perceptual.training.strategy import is_chief
+from eusr_perceptual.training.xla import enable_xla
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,8 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
     log.info("generator %s parameters%s", f"{trainer.generator.count_params():,}",
              f", discriminator {trainer.discriminator.count_params():,}" if trainer.discriminator is not None else "")
     samples = sampler.batch(0)
+    xla = enable_xla(trainer, samples, requested=config.jit_compile)
+    log.info("XLA %s: %s", "on" if xla.enabled else "off", xla.reason)
     log.info("step 0: %s", ", ".join(f"{k} {v:.5g}" for k, v in term_values(trainer, samples).items()))
 
     options = RunOptions(run_dir, config.steps, config.checkpoint_every, resume=resume)

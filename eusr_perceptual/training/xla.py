@@ -39,7 +39,7 @@ from tensorflow.python.framework.config import is_op_determinism_enabled
 log = logging.getLogger(__name__)
 
 #: The reason recorded when XLA was not requested (``--no-jit``).
-NOT_REQUESTED = "not requested (--no-jit)"
+NOT_REQUESTED = "not requested (no --jit)"
 #: The reason recorded when XLA was left to the default on a machine without a GPU.
 CPU_DEFAULT = "off by default without a GPU: oneDNN runs the steps faster than XLA on a CPU (docs/performance.md)"
 
