@@ -62,13 +62,19 @@ class EUSRConfig:
 
 
 def _conv(filters: int, kernel: int, name: str, initializer="glorot_uniform", dtype=None) -> layers.Conv2D:
-    """A 'same'-padded convolution with bias, stride 1, explicit initialisers."""
+    """A 'same'-padded convolution with bias, stride 1, explicit initialisers.
+
+    The kernel initialiser is a new object for every layer, made from ``initializer``'s config:
+    a Keras 3 initialiser object fixes its seed when it is made, so one object shared by layers
+    of the same shape would give them identical kernels (before this, all 30 residual-branch
+    kernels of a 3-block EUSR started equal).
+    """
     return layers.Conv2D(
         filters,
         kernel,
         padding="same",
         use_bias=True,
-        kernel_initializer=keras.initializers.get(initializer),
+        kernel_initializer=keras.initializers.deserialize(keras.initializers.serialize(keras.initializers.get(initializer))),
         bias_initializer=BIAS_INITIALIZER,
         name=name,
         dtype=dtype,
