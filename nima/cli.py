@@ -19,8 +19,9 @@ from pathlib import Path
 
 
 from eusr_perceptual.cli.errors import reports_usage_errors
-from eusr_perceptual.cli.gan_flags import STRATEGIES, make_strategy
 from eusr_perceptual.configs.base import add_config_flags, config_from_flags, flag_overrides, resumed_config
+from eusr_perceptual.training import STRATEGIES
+from eusr_perceptual.training.strategy import make_strategy
 from nima.config import DATASETS, PRESETS, NimaConfig
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -14,6 +14,7 @@ from typing import Mapping
 from eusr_perceptual.configs.base import ConfigError, add_config_flags, flag_overrides, resumed_config
 from eusr_perceptual.configs.gan import GANConfig
 from eusr_perceptual.training import STRATEGIES
+from eusr_perceptual.training.strategy import make_strategy
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -111,9 +112,3 @@ def run_options(args: argparse.Namespace, export_name: str) -> dict:
 def default_run_dir(name: str) -> Path:
     return Path("runs") / f"{name}_{time.strftime('%Y%m%d-%H%M%S')}"
 
-
-def make_strategy(name: str):
-    """The ``--strategy`` as a ``tf.distribute`` strategy (see :mod:`eusr_perceptual.training.strategy`)."""
-    from eusr_perceptual.training.strategy import make_strategy as make
-
-    return make(name)

@@ -185,8 +185,7 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
     log.info("generator %s parameters%s", f"{trainer.generator.count_params():,}",
              f", discriminator {trainer.discriminator.count_params():,}" if trainer.discriminator is not None else "")
     samples = sampler.batch(0)
-    xla = enable_xla(trainer, samples, requested=config.jit_compile)
-    log.info("XLA %s: %s", "on" if xla.enabled else "off", xla.reason)
+    enable_xla(trainer, samples, requested=config.jit_compile)
     log.info("step 0: %s", ", ".join(f"{k} {v:.5g}" for k, v in term_values(trainer, samples).items()))
 
     options = RunOptions(run_dir, config.steps, config.checkpoint_every, resume=resume)

@@ -12,9 +12,9 @@ import tensorflow as tf
 
 from eusr_perceptual.configs.pretrain import PretrainConfig
 from eusr_perceptual.models.eusr import EUSR
+from eusr_perceptual.models.precision import float32_copy
 from eusr_perceptual.training.strategy import is_chief
 from eusr_perceptual.training.xla import enable_xla
-from eusr_perceptual.models.precision import float32_copy
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,8 @@ def run_pretraining(config: PretrainConfig, run_dir: Path, *, resume: bool = Fal
     with strategy.scope():
         trainer = build_pretrainer(config, sampler.scale_for_step)
     first = sampler.scale_for_step(0)  # the paths share every op kind: one stands for all
-    xla = enable_xla(trainer, sampler.batch(0), requested=config.jit_compile,
-                     step_function=lambda data: trainer.train_step_at_scale(first, data))
-    log.info("XLA %s: %s", "on" if xla.enabled else "off", xla.reason)
+    enable_xla(trainer, sampler.batch(0), requested=config.jit_compile,
+               step_function=lambda data: trainer.train_step_at_scale(first, data))
     options = RunOptions(run_dir, config.steps, config.checkpoint_every, resume=resume)
     callbacks = []
     if held_out:

@@ -116,6 +116,8 @@ def enable_xla(model: keras.Model, sample_batch, requested: bool | None = None,
         choice = XlaChoice(True, reason is None, reason or "the step compiles with XLA")
         if reason is not None:
             log.warning("XLA off for %s: %s", model.name, reason)
+    if choice.enabled or not choice.requested:  # a fallback has said so in its warning
+        log.info("XLA %s: %s", "on" if choice.enabled else "off", choice.reason)
     model.jit_compile = choice.enabled
     # Step functions made before this call were built with the previous setting.
     model.train_function = model.test_function = model.predict_function = None
