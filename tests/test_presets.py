@@ -78,6 +78,14 @@ def test_paper_numbers_of_the_gan_presets():
     assert PRESETS["srgan_vgg54"].terms[0].options["rescale"] == pytest.approx(1 / 12.75)
 
 
+def test_dp_presets_start_from_their_psnr_model_except_the_authors_code():
+    """DP: settings "follow ESRGAN" (a PSNR-pretrained start); the authors' code trains from scratch."""
+    for name, config in PRESETS.items():
+        if "_dp" in name:
+            base = "esrgan_psnr" if name.startswith("esrgan") else "msrresnet_psnr"
+            assert config.psnr_stage == ("" if name == "esrgan_dp_authors" else base), name
+
+
 def test_the_readme_example_composes_a_gan_that_trains(monkeypatch, shared_backbones):
     """The README's "A new GAN is a preset" block runs as printed (``run_gan`` captured), and
     the GAN it composes trains two steps at test size."""

@@ -161,15 +161,16 @@ BASICSR_PRESETS: dict[str, GANConfig] = {
 }
 
 # -- Dual Perceptual Loss (Song et al.), eqs. 2, 8-9, Tables 1-6 ------------------------------
-# l = 1e-2 L1 + 5e-3 l_adv + 1 l_DP, l_DP = l_VGG54pre + (1/mu) zeta l_RES(beta). The authors'
-# code trains from scratch (no PSNR stage); ``--init-from`` an esrgan_psnr run gives the
-# ESRGAN-faithful start. lr 1e-4 (the paper's printed 1e-2 is a typo).
+# l = 1e-2 L1 + 5e-3 l_adv + 1 l_DP, l_DP = l_VGG54pre + (1/mu) zeta l_RES(beta). The paper's
+# "settings follow ESRGAN" start from a PSNR model (the base's PSNR stage: esrgan_psnr or
+# msrresnet_psnr); the authors' code trains from scratch (``esrgan_dp_authors``; any DP preset
+# without ``--init-from``). lr 1e-4 (the paper's printed 1e-2 is a typo).
 
 
 def _dp(base: GANConfig, mu, beta: str = "3,6", weighting: str = "dynamic", **options) -> GANConfig:
     dp = ("dual_perceptual", 1.0, {"name": "l_dp", "mu": mu, "beta": beta, "weighting": weighting,
                                    "layer": "block5_conv4", "before_activation": True, "distance": "l1", **options})
-    return base.replace(terms=terms(_L1, _GAN_5E3, dp), psnr_stage="")
+    return base.replace(terms=terms(_L1, _GAN_5E3, dp))
 
 
 _ESRGAN_DP = _dp(BASICSR_PRESETS["esrgan"], 0.5)
@@ -178,7 +179,8 @@ DP_PRESETS: dict[str, GANConfig] = {
     "esrgan_dp": _ESRGAN_DP.replace(description="ESRGAN-DP (DP Tables 3-6): RRDBNet, RaGAN, l = 1e-2 L1 + 5e-3 l_adv + l_DP "
                                                 "(VGG54pre, beta_3,6, mu 0.5)"),
     "esrgan_dp_authors": _dp(BASICSR_PRESETS["esrgan"], 0.5, beta=None, resnet_mode="authors").replace(
-        description="ESRGAN-DP as the authors' code: ResNet stages 1-3 summed, [0,1] input, batch-statistics BN"),
+        description="ESRGAN-DP as the authors' code: ResNet stages 1-3 summed, [0,1] input, batch-statistics BN, "
+                    "from scratch (no PSNR stage)", psnr_stage=""),
     "srgan_dp": _SRGAN_DP.replace(description="SRGAN-DP (DP Tables 1-4): MSRResNet + VGG-style D 128 + vanilla GAN, "
                                               "l = 1e-2 L1 + 5e-3 l_adv + l_DP (beta_3,6, mu 0.5)"),
 }

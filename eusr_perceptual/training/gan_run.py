@@ -171,6 +171,9 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
     from eusr_perceptual.training.runs import RunOptions, fit_run
 
     check_inputs(config)
+    if config.psnr_stage and not config.init_from and not resume:
+        log.warning("the preset's paper starts this GAN stage from its PSNR stage %s; without --init-from it "
+                    "starts from random weights", config.psnr_stage)
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
     sampler = make_sampler(config.data, (config.scale,), config.patch_size, config.batch_size, config.seed,
