@@ -224,12 +224,13 @@ def main() -> None:
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.phase == "pipeline":
-        print(json.dumps(phase_pipeline(args.data, args.batches)))
-        return
-    if args.phase == "train":
-        print(json.dumps(phase_train(args.data, args.steps, args.run_dir)))
-        return
+    if args.phase:
+        measured = phase_pipeline(args.data, args.batches) if args.phase == "pipeline" else \
+            phase_train(args.data, args.steps, args.run_dir)
+        print(json.dumps(measured), flush=True)
+        # Leave without destructors: a tf.data iterator freed while its prefetch thread waits
+        # for the GIL inside numpy_function can block interpreter exit.
+        os._exit(0)
 
     from eusr_perceptual.data.store import StoreSettings, prepare_store
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from eusr_perceptual.data.images import SkipReport, UnreadableImageError, load_rgb8, to_rgb8
-from eusr_perceptual.data.patches import PatchSampler, augment_pair, make_lr
+from eusr_perceptual.data.patches import PatchSampler, augment_into, make_lr
 from eusr_perceptual.data.sources import (
     EmptySourceError,
     TrainingImage,
@@ -154,6 +154,7 @@ def test_a_step_is_a_pure_function_of_seed_and_step(sampler):
     assert not np.array_equal(sampler.batch(5)[0], sampler.batch(6)[0])
     dataset_batches = list(sampler.dataset(start_step=4).take(3).as_numpy_iterator())
     for k, (lr, hr) in enumerate(dataset_batches):
+        assert lr.dtype == hr.dtype == np.float32  # cut in uint8, cast by the pipeline
         np.testing.assert_array_equal(lr, sampler.batch(4 + k)[0])
         np.testing.assert_array_equal(hr, sampler.batch(4 + k)[1])
 
@@ -163,7 +164,9 @@ def test_augmentation_moves_lr_and_hr_together():
     lr = make_lr(hr, 2)
     for rotations in range(4):
         for flip in (False, True):
-            lr_a, hr_a = augment_pair(lr, hr, rotations, flip)
+            lr_a, hr_a = (np.zeros(np.rot90(a, rotations).shape, np.uint8) for a in (lr, hr))
+            augment_into(lr, lr_a, rotations, flip)
+            augment_into(hr, hr_a, rotations, flip)
             # Equal up to the uint8 rounding between MATLAB's two passes, whose order follows
             # the axes and so changes under a quarter turn.
             remade = make_lr(np.ascontiguousarray(hr_a), 2).astype(int)

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: distribution name -> how the code reaches it (module names; tensorboard provides ``tf.summary``)
 MODULES = {
     "tensorflow": ["tensorflow"], "tensorboard": ["tensorboard", "tf.summary"], "keras": ["keras"],
-    "tensorflow-datasets": ["tensorflow_datasets"], "numpy": ["numpy"], "pillow": ["PIL"],
+    "tensorflow-datasets": ["tensorflow_datasets"], "numpy": ["numpy"], "pillow": ["PIL"], "opencv-python-headless": ["cv2"],
     "scikit-image": ["skimage"], "scipy": ["scipy"], "matplotlib": ["matplotlib"], "pytest": ["pytest"],
     "sewar": ["sewar"], "tensorflow-serving-api": ["tensorflow_serving"], "ai-edge-litert": ["ai_edge_litert"],
     "tf2onnx": ["tf2onnx"], "onnx": ["onnx"], "onnxruntime": ["onnxruntime"],

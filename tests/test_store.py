@@ -9,7 +9,7 @@ from PIL import Image
 
 from eusr_perceptual.cli import prepare
 from eusr_perceptual.data import store as store_module
-from eusr_perceptual.data.patches import PatchSampler, augment_pair, make_lr
+from eusr_perceptual.data.patches import PatchSampler, augment_into, make_lr
 from eusr_perceptual.data.sources import load_training_images, make_sampler
 from eusr_perceptual.data.store import (
     StoreError, StoreSampler, StoreSettings, open_store, prepare_store, sub_image_positions,
@@ -129,14 +129,18 @@ def test_mismatched_partial_stale_or_old_stores_are_refused(folder, tmp_path, ca
 
 
 def test_augmentation_is_exactly_rot90_then_flip():
-    """augment_pair copies through PIL for speed (benchmarks/data_pipeline.py); same pixels."""
+    """augment_into copies through OpenCV for speed (benchmarks/data_pipeline.py); the pixels of
+    numpy's rot90 and mirror, also from a strided crop as the sampler passes it."""
     rng = np.random.default_rng(3)
-    lr, hr = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8), rng.integers(0, 256, (10, 14, 3), dtype=np.uint8)
-    for rotations in range(4):
-        for flip in (False, True):
-            for mine, array in zip(augment_pair(lr, hr, rotations, flip), (lr, hr)):
-                expected = np.rot90(array, rotations)
-                np.testing.assert_array_equal(mine, expected[:, ::-1] if flip else expected)
+    image = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    for patch in (image[1:6, 2:9], image[2:12, 3:17], image[:8, 4:12]):
+        for rotations in range(4):
+            for flip in (False, True):
+                expected = np.rot90(patch, rotations)
+                expected = expected[:, ::-1] if flip else expected
+                out = np.zeros(expected.shape, np.uint8)
+                augment_into(patch, out, rotations, flip)
+                np.testing.assert_array_equal(out, expected)
 
 
 class Killed(Exception):

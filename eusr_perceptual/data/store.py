@@ -555,8 +555,8 @@ class StoreSampler(PatchSampler):
         super().__init__(store.training_images(scales), scales, patch_size, batch_size, seed, augment, report,
                          scale_weights=scale_weights)
 
-    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        batch = super().batch(step)
+    def uint8_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        batch = super().uint8_batch(step)
         if next(self._batches) % self.release_every == 0:
             self.store.release()
         return batch
