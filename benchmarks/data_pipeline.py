@@ -95,10 +95,21 @@ def memory_status() -> dict:
 # ------------------------------------------------------------------------ measured in a fresh process
 
 
+def cached_gib(store: Path) -> float | None:
+    """GiB of the store's shards in the page cache now (util-linux ``fincore``), or None."""
+    shards = sorted(str(path) for path in (store / "shards").glob("*.npy"))
+    try:
+        listing = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", *shards],
+                                 capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sum(int(line) for line in listing.split()) / 2**30
+
+
 def phase_pipeline(data: str, batches: int) -> dict:
     from eusr_perceptual.data.sources import make_sampler
 
-    results = {}
+    results = {"store_cached_gib": cached_gib(Path(data[len("store:"):])) if data.startswith("store:") else None}
     for name, setting in SETTINGS.items():
         started = time.perf_counter()
         sampler = make_sampler(data, setting["scales"], setting["patch_size"], BATCH, seed=0)
@@ -299,6 +310,9 @@ def report(results: dict, before_images: int) -> None:
         b, a = before["pipeline"][name], after["pipeline"][name]
         print(f"| {name} pipeline batches/s (cores) | {b['batches_per_s']:.0f} ({b['cores']:.2f}) | "
               f"{a['batches_per_s']:.0f} ({a['cores']:.2f}); bar {BAR[name]} |")
+    if after["pipeline"]["store_cached_gib"] is not None:
+        print(f"(store in the page cache when the pipeline was measured: {after['pipeline']['store_cached_gib']:.2f} "
+              f"of {results['store_gib']:.2f} GiB)")
 
 
 if __name__ == "__main__":
