@@ -2,6 +2,8 @@
 change and nothing else does (frozen loss networks and predictors included); every preset's
 description and formula are printable; no term is counted twice."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -48,6 +50,13 @@ def test_presets_have_descriptions_unique_term_names_and_known_parts():
         assert config.psnr_stage in ("", *PRESETS), name
         if config.psnr_stage:
             assert PRESETS[config.psnr_stage].discriminator is None
+
+
+def test_the_docs_preset_table_lists_every_preset_as_the_code_defines_it():
+    table = (Path(__file__).resolve().parents[1] / "docs" / "gan.md").read_text()
+    for name, config in PRESETS.items():
+        assert f"| `{name}` | {config.description} |" in table, name
+        assert f"| {config.formula()} |" in table, name
 
 
 def test_list_presets_prints_every_preset_with_its_formula(capsys):
