@@ -139,6 +139,20 @@ def test_an_ablated_predictor_is_not_needed(tmp_path):
         check_inputs(config.replace(init_from=str(tmp_path / "photo.png")))
 
 
+def test_a_gan_stage_without_its_psnr_start_is_named_in_a_warning(tmp_path, caplog):
+    from eusr_perceptual.configs.presets import PRESETS
+
+    with caplog.at_level("WARNING", logger="eusr_perceptual.training.gan_run"):
+        check_inputs(PRESETS["esrgan_dp"])
+    assert "PSNR stage esrgan_psnr" in caplog.text and "random weights" in caplog.text
+    caplog.clear()
+    keras_archive(tmp_path / "psnr.keras")
+    with caplog.at_level("WARNING", logger="eusr_perceptual.training.gan_run"):
+        check_inputs(PRESETS["esrgan_dp"].replace(init_from=str(tmp_path / "psnr.keras")))
+        check_inputs(PRESETS["esrgan_dp_authors"])
+    assert "random weights" not in caplog.text
+
+
 def test_nima_config_uses_the_same_scheme():
     assert NimaConfig.from_dict(NIMA_PRESETS["tid2013"].to_dict()) == NIMA_PRESETS["tid2013"]
     parser = argparse.ArgumentParser()

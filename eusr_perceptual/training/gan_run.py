@@ -47,8 +47,13 @@ class MissingInputError(SystemExit):
 
 def check_inputs(config: GANConfig) -> None:
     """Fails before any data is loaded, naming the command that makes each missing input, and
-    refusing a path that cannot hold a model (an image, a folder without one) in one line."""
+    refusing a path that cannot hold a model (an image, a folder without one) in one line; warns
+    when a two-stage preset's GAN stage starts from random weights."""
     from eusr_perceptual.models.loading import check_model_path
+
+    if config.psnr_stage and not config.init_from:
+        log.warning("the preset's paper starts this GAN stage from its PSNR stage %s; without --init-from it "
+                    "starts from random weights", config.psnr_stage)
 
     needed = {"init_from": bool(config.init_from), **{name: True for name in config.predictors}}
     for name, is_needed in needed.items():
@@ -171,9 +176,6 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
     from eusr_perceptual.training.runs import RunOptions, fit_run
 
     check_inputs(config)
-    if config.psnr_stage and not config.init_from and not resume:
-        log.warning("the preset's paper starts this GAN stage from its PSNR stage %s; without --init-from it "
-                    "starts from random weights", config.psnr_stage)
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
     sampler = make_sampler(config.data, (config.scale,), config.patch_size, config.batch_size, config.seed,
