@@ -4,8 +4,9 @@ Every trainer of the project (EUSR pretraining, NIMA, 4PP-EUSR fine-tuning) trai
 :func:`fit_run`, which wraps ``keras.Model.fit`` so that callbacks, the progress bar and
 ``tf.distribute`` work unchanged, and adds what a run of days needs:
 
-* one Keras "epoch" is ``checkpoint_every`` steps; a checkpoint (model with its RNG state,
-  optimizers, step) is written at the end of each such epoch and at the end of the run;
+* one Keras "epoch" is ``checkpoint_every`` steps; a checkpoint (every variable of the model by
+  path, :mod:`~eusr_perceptual.training.checkpoints`; its RNG state, optimizers, step) is written
+  at the end of each such epoch and at the end of the run;
 * checkpoints are written by ``tf.train.CheckpointManager``, which writes the new files first
   and then replaces the ``checkpoint`` index file atomically: a run killed mid-write resumes
   from the previous checkpoint;
@@ -14,9 +15,12 @@ Every trainer of the project (EUSR pretraining, NIMA, 4PP-EUSR fine-tuning) trai
   sees exactly the batches the uninterrupted run would have seen;
 * a NaN or Inf in any logged loss stops the run before anything is saved, so the last good
   checkpoint stays the newest, and raises :class:`NonFiniteLossError`;
-* ``config.json`` (the run's dataclass) is written once; a resume appends an entry to its
-  ``resumes`` list and never rewrites the original record; ``log.csv`` and TensorBoard
-  scalars sit beside the checkpoints.
+* ``config.json`` (the run's dataclass and a digest of its training data) is written once; a
+  resume appends an entry to its ``resumes`` list (with the settings it changed: the steps, the
+  learning rates) and never rewrites the original record; a resume on changed data is refused;
+  ``log.csv`` and TensorBoard scalars sit beside the checkpoints.
+* a resumed run trains at the learning rates it was compiled with, not the checkpoint's, so
+  that lowering them after a NaN stop takes effect.
 * the global batch of each step is split across the replicas, and under
   ``MultiWorkerMirroredStrategy`` only the chief writes into the run folder (the other workers
   write into temporary folders, and restore from the chief's checkpoints):
@@ -30,7 +34,7 @@ import json
 import logging
 import math
 import os
-import tempfile
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +43,8 @@ from typing import Any, Callable, Iterable
 import keras
 import tensorflow as tf
 
+from eusr_perceptual.cli.errors import UsageError
+from eusr_perceptual.training.checkpoints import restore_run_checkpoint, run_checkpoint
 from eusr_perceptual.training.strategy import keras_fit_context, per_replica_batches, worker_write_dir
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,10 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or Inf; the run stopped and kept its last good checkpoint."""
+
+
+class RunExistsError(UsageError, FileExistsError):
+    """The run folder holds checkpoints and ``--resume`` was not given."""
 
 
 @dataclass
@@ -75,10 +85,15 @@ class RunOptions:
 
 
 def write_json_atomically(path: Path, payload: Any) -> None:
-    """Writes JSON to a temporary file in the same folder, then renames it over ``path``."""
+    """Writes JSON to a temporary file in the same folder, then renames it over ``path``.
+
+    The file gets the permissions the umask gives any new file (``0o666 & ~umask``, as the
+    stores' shards and the checkpoints), not ``tempfile.mkstemp``'s 0600, so that a store or
+    run folder shared with other users stays readable by them.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    with open(temporary, "x") as stream:  # O_CREAT | O_EXCL, mode 0o666 less the umask
         json.dump(payload, stream, indent=2, default=str)
     os.replace(temporary, path)
 
@@ -92,10 +107,20 @@ def config_to_dict(config: Any) -> Any:
     return config
 
 
-def record_config(path: Path, config: Any, options: RunOptions, start_step: int) -> None:
-    """Writes ``config.json`` when a run starts; a resumed run keeps the original record and
-    appends ``{"at_step", "time", "total_steps", "config"}`` to its ``resumes`` list."""
-    entry = {"config": config_to_dict(config), "run": config_to_dict(options)}
+def record_config(path: Path, config: Any, options: RunOptions, start_step: int,
+                  data: dict[str, str] | None = None) -> None:
+    """Writes ``config.json`` when a run starts, with ``data``
+    (:func:`~eusr_perceptual.data.identity.data_identity` of its training source) when given.
+
+    A resumed run keeps the original record and appends ``{"at_step", "time", "total_steps",
+    "config", "changed"}`` to its ``resumes`` list, ``changed`` naming each setting that differs
+    from the settings it continued (``{"g_learning_rate": {"from": 1e-4, "to": 1e-5}}``). Before
+    that, a resume whose ``data`` differs from the recorded one is refused
+    (:class:`~eusr_perceptual.data.identity.DataChangedError`, naming the data).
+    """
+    from eusr_perceptual.data.identity import check_same_data
+
+    entry = {"config": config_to_dict(config), "run": config_to_dict(options), **({"data": data} if data else {})}
     if not path.is_file():
         write_json_atomically(path, entry)
         return
@@ -103,9 +128,39 @@ def record_config(path: Path, config: Any, options: RunOptions, start_step: int)
     if start_step == 0 and not record.get("resumes"):
         write_json_atomically(path, entry)  # restarted before its first checkpoint: a new start
         return
+    if data:
+        check_same_data(record.get("data"), data)
+    previous, current = (record.get("resumes") or [record])[-1].get("config"), entry["config"]
+    changed = ({name: {"from": previous.get(name), "to": value} for name, value in current.items()
+                if previous.get(name) != value} if isinstance(previous, dict) and isinstance(current, dict) else {})
     record.setdefault("resumes", []).append({"at_step": start_step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                             "total_steps": options.total_steps, "config": entry["config"]})
+                                             "total_steps": options.total_steps, "config": entry["config"],
+                                             "changed": changed})
     write_json_atomically(path, record)
+
+
+def compiled_learning_rates(optimizers: Iterable[Any]) -> list[tuple[Any, Any]]:
+    """``(variable, value)`` of each constant learning rate of ``optimizers`` as compiled.
+
+    A checkpoint holds an optimizer's learning-rate variable, so restoring it would bring back
+    the rate the run started with; assigning these values after the restore makes a resumed
+    run train at the rate its configuration now asks for (the NaN recovery: lower it, resume).
+    A schedule (``PiecewiseConstantDecay``...) is no variable: it is rebuilt from the
+    configuration and is not in the checkpoint.
+    """
+    rates = []
+    for optimizer in optimizers:
+        rate = optimizer.learning_rate if isinstance(optimizer, keras.optimizers.Optimizer) else None
+        if isinstance(rate, keras.Variable):
+            rates.append((rate, rate.numpy()))
+    return rates
+
+
+def _learning_rate_flags(config: Any) -> str:
+    """``--g-learning-rate / --d-learning-rate``: the settings a resume may lower, for messages."""
+    names = [field.name for field in dataclasses.fields(config) if field.metadata.get("resumable")
+             and "learning_rate" in field.name] if dataclasses.is_dataclass(config) else []
+    return " / ".join("--" + name.replace("_", "-") for name in names) or "the learning rate"
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -150,6 +205,7 @@ def fit_run(
     validation_steps: int | None = None,
     callbacks: Iterable[keras.callbacks.Callback] = (),
     checkpoint_objects: dict[str, Any] | None = None,
+    data_identity: dict[str, str] | None = None,
     verbose: int | str = "auto",
 ) -> keras.callbacks.History:
     """Trains a compiled ``model`` for ``options.total_steps`` steps with checkpoints and resume.
@@ -164,9 +220,17 @@ def fit_run(
         options: run folder, length, checkpoint interval, resume.
         config: a dataclass (or JSON-able data) saved as ``config.json``.
         checkpoint_objects: further trackables to checkpoint (a second optimizer, ...).
+        data_identity: what the training data holds
+            (:func:`~eusr_perceptual.data.identity.data_identity`), recorded at the start; a
+            resume on changed data is refused.
+
+    A resumed run trains at the learning rates the model was compiled with, not the
+    checkpoint's (:func:`compiled_learning_rates`).
 
     Raises:
-        FileExistsError: the run folder has checkpoints but ``resume`` is False.
+        RunExistsError: the run folder has checkpoints but ``resume`` is False (a
+            ``FileExistsError`` and a usage error).
+        DataChangedError: ``resume`` on other data than the run started with.
         NonFiniteLossError: a loss became NaN or Inf (the last good checkpoint is kept).
     """
     run_dir = Path(options.run_dir)
@@ -176,25 +240,28 @@ def fit_run(
     with strategy.scope():
         _build_for_training(model)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="run_step")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, step=step, **(checkpoint_objects or {}))
+    rates = compiled_learning_rates([model.optimizer, *(checkpoint_objects or {}).values()])
+    checkpoint = run_checkpoint(model, step, **(checkpoint_objects or {}))
     manager = tf.train.CheckpointManager(checkpoint, write_dir / "checkpoints", max_to_keep=options.keep_checkpoints)
 
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))  # every worker restores the chief's
     if latest:
         if not options.resume:
-            raise FileExistsError(
+            raise RunExistsError(
                 f"{run_dir} already holds checkpoints ({latest}); "
                 "pass --resume to continue that run, or choose another --run-dir"
             )
-        checkpoint.restore(latest).assert_existing_objects_matched()
+        restore_run_checkpoint(checkpoint, latest, model)  # one without every variable is refused whole
         log.info("resumed %s at step %d", latest, int(step.numpy()))
     elif options.resume:
         log.warning("--resume given but %s has no checkpoint: starting from step 0", run_dir)
 
     start_step = int(step.numpy())
+    for variable, value in rates:  # the configuration's learning rates, not the checkpoint's
+        variable.assign(value)
     if start_step % options.checkpoint_every:
         raise ValueError(f"checkpoint step {start_step} is not a multiple of checkpoint_every={options.checkpoint_every}")
-    record_config(write_dir / "config.json", config, options, start_step)
+    record_config(write_dir / "config.json", config, options, start_step, data_identity)
     if start_step >= options.total_steps:
         log.info("run in %s already finished (%d steps)", run_dir, start_step)
         return keras.callbacks.History()
@@ -220,8 +287,8 @@ def fit_run(
         at_step, name, value = guard.bad_loss
         raise NonFiniteLossError(
             f"{name} became {value} at step {at_step}; training stopped. The last good checkpoint "
-            f"is {manager.latest_checkpoint or '(none yet)'}: lower the learning rate or check the "
-            "data, then run again with --resume"
+            f"is {manager.latest_checkpoint or '(none yet)'}: run again with --resume and a lower "
+            f"{_learning_rate_flags(config)} (a resume may change them), or check the data"
         )
     return history
 
