@@ -15,7 +15,11 @@ classes, matched by name and never imported (torch need not be installed). Any o
 (``os.system``, ``builtins.exec``...) is refused before anything runs, naming the global.
 Storage sizes, offsets, shapes and strides are checked before any allocation or
 ``as_strided`` view: every element a tensor reads lies inside its storage, no storage holds
-more bytes than the file, and nothing exceeds :data:`MAX_ELEMENTS`.
+more bytes than the file, and nothing exceeds :data:`MAX_ELEMENTS`. The bytes the views expand
+to are bounded too: no tensor has more elements than its storage (a stride-0 view of one
+element would otherwise turn a 529-byte file into a 16 GiB array), and all tensors together
+hold at most :data:`MAX_EXPANSION` times the storage bytes of the file (one view repeated under
+many names).
 
 Layout changes: conv kernels ``[out, in, kh, kw]`` become Keras ``[kh, kw, in, out]``
 (both frameworks cross-correlate, so nothing is flipped); lin weights ``[1, C, 1, 1]``
@@ -40,6 +44,7 @@ from eusr_perceptual.metrics.lpips import BACKBONE_CONVS, CHANNELS
 
 __all__ = [
     "MAX_ELEMENTS",
+    "MAX_EXPANSION",
     "TORCHVISION_FEATURE_INDICES",
     "TorchFileError",
     "convert_lpips_weights",
@@ -54,6 +59,9 @@ TORCHVISION_FEATURE_INDICES = {
 }
 #: Largest storage or tensor read, in elements (VGG16's largest tensor has 102,760,448).
 MAX_ELEMENTS = 2**31
+#: Largest total of the arrays read, in multiples of the storage bytes in the file: a state
+#: dict's tensors are views of their storages, a storage shared by at most a few (tied weights).
+MAX_EXPANSION = 4
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32,
     "DoubleStorage": np.float64,
@@ -117,6 +125,12 @@ class _Tensor(NamedTuple):
             raise TorchFileError(
                 f"tensor (offset {self.offset}, shape {self.size}, stride {self.stride}) reads element {last} "
                 f"of storage {self.storage.key}, which has {self.storage.numel}"
+            )
+        if elements > self.storage.numel:
+            raise TorchFileError(
+                f"tensor (shape {self.size}, stride {self.stride}) repeats elements: its {elements} elements "
+                f"({elements * self.storage.dtype.itemsize} bytes) exceed the {self.storage.numel} of storage "
+                f"{self.storage.key} ({self.storage.numel * self.storage.dtype.itemsize} bytes)"
             )
         if self.storage.data is None:
             raise TorchFileError(f"storage {self.storage.key} has no data in the file")
@@ -185,14 +199,39 @@ def _unpickle(stream: BinaryIO, storages: dict[str, _Storage] | None = None):
     return _RestrictedUnpickler(stream, storages).load()
 
 
-def _tensors(state, storages: dict[str, _Storage]) -> dict[str, np.ndarray]:
+def _check_state(state, nested: bool) -> None:
+    """Validates every tensor view of a state dict (or, when ``nested``, of a dict whose values
+    may also be state dicts: BasicSR's ``{"params": ..., "params_ema": ...}``) before any
+    data is copied."""
     if not isinstance(state, dict):
         raise TorchFileError(f"holds a {type(state).__name__}, not a state dict")
-    for name, tensor in state.items():
-        if not isinstance(tensor, _Tensor):
-            raise TorchFileError(f"entry {name!r} is a {type(tensor).__name__}, not a tensor")
-        tensor.check()  # every view is validated before any data is copied
-    return {str(name): tensor.to_numpy() for name, tensor in state.items()}
+    for name, value in state.items():
+        if nested and isinstance(value, dict):
+            _check_state(value, nested=False)
+        elif not isinstance(value, _Tensor):
+            raise TorchFileError(f"entry {name!r} is a {type(value).__name__}, not a tensor")
+        else:
+            value.check()
+
+
+def _to_numpy(state: dict) -> dict:
+    return {str(name): _to_numpy(value) if isinstance(value, dict) else value.to_numpy() for name, value in state.items()}
+
+
+def _views(state: dict):
+    """Every tensor of a (nested) state dict, as often as it is named."""
+    for value in state.values():
+        yield from _views(value) if isinstance(value, dict) else (value,)
+
+
+def _tensors(state, storages: dict[str, _Storage]) -> dict:
+    _check_state(state, nested=True)
+    stored = sum(storage.numel * storage.dtype.itemsize for storage in storages.values())
+    expanded = sum(math.prod(view.size) * view.storage.dtype.itemsize for view in _views(state))
+    if expanded > MAX_EXPANSION * stored:
+        raise TorchFileError(f"its tensors expand {stored} bytes of storage to {expanded} bytes "
+                             f"(more than {MAX_EXPANSION}x: views repeated under many names)")
+    return _to_numpy(state)
 
 
 def _read_zip(path: Path) -> dict[str, np.ndarray]:
@@ -257,6 +296,9 @@ def _read_legacy(path: Path) -> dict[str, np.ndarray]:
 
 def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     """The tensors of a PyTorch ``.pth`` state dict as numpy arrays, without PyTorch.
+
+    A file holding a dict of state dicts (BasicSR's ``{"params": ..., "params_ema": ...}``)
+    gives a dict of such dicts.
 
     Raises:
         PathUsageError: the file does not exist.

@@ -8,7 +8,15 @@ lists the scales it has a path for. :func:`load_generator` returns such an objec
 * a run folder holding ``generator.keras`` (what the pretraining and fine-tuning scripts write);
 * a SavedModel folder written by :mod:`eusr_perceptual.export` (or a ``saved_models/<name>``
   folder of numbered versions, whose newest version is taken): its float32 signatures are
-  wrapped by :class:`SavedModelGenerator`, which needs neither Keras nor the model's code.
+  wrapped by :class:`SavedModelGenerator`, which needs neither Keras nor the model's code but
+  TensorFlow, imported when a SavedModel is loaded (a ``.keras`` file loads on any backend);
+* a released weights file (the 4PP-EUSR authors' frozen ``.pb`` graphs, ESRGAN / BasicSR
+  ``.pth`` state dicts), converted in memory by :func:`eusr_perceptual.importers.import_network`.
+
+Every generator loaded from a released file, or from a ``.keras`` file that
+``eusr-import-weights`` wrote, has a ``provenance`` dict (source file name, sha256, format,
+key), kept in the ``.keras`` archive as the entry :data:`PROVENANCE_ENTRY`; other models have
+``provenance = None``.
 
 :func:`check_model_path` answers, cheaply and before any data is loaded, whether a path can
 hold a model at all (a PNG given as a model, a corrupt or truncated ``.keras`` file, a folder
@@ -18,19 +26,21 @@ without a model): the entry points call it first, so such mistakes are one-line 
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import re
 import zipfile
 import zlib
 from pathlib import Path
 
-import tensorflow as tf
-
 from eusr_perceptual.cli.errors import PathUsageError, ValueUsageError
 
-__all__ = ["GeneratorLoadError", "SavedModelGenerator", "check_model_path", "float_signature_name", "load_generator"]
+__all__ = ["PROVENANCE_ENTRY", "GeneratorLoadError", "SavedModelGenerator", "check_model_path", "float_signature_name",
+           "load_generator", "read_provenance"]
 
 RUN_GENERATOR_FILE = "generator.keras"
+#: The ``.keras`` archive entry (JSON) recording the released file a model was imported from.
+PROVENANCE_ENTRY = "provenance.json"
 
 
 class GeneratorLoadError(ValueUsageError):
@@ -52,6 +62,8 @@ class SavedModelGenerator:
     """
 
     def __init__(self, path: str | Path):
+        import tensorflow as tf
+
         self.path = Path(path)
         try:
             self._loaded = tf.saved_model.load(str(self.path))
@@ -66,7 +78,9 @@ class SavedModelGenerator:
             )
         self.name = self.path.parent.name if self.path.name.isdigit() else self.path.name
 
-    def __call__(self, images, scale: int = 4) -> tf.Tensor:
+    def __call__(self, images, scale: int = 4):
+        import tensorflow as tf
+
         if scale not in self.scales:
             raise ValueError(f"this SavedModel has paths {self.scales}, not x{scale}")
         signature = self._loaded.signatures[float_signature_name(f"x{scale}")]
@@ -94,6 +108,14 @@ def _check_keras_archive(path: Path, what: str) -> None:
         )
 
 
+def read_provenance(path: str | Path) -> dict | None:
+    """The :data:`PROVENANCE_ENTRY` of a ``.keras`` archive, or None when it has none."""
+    with zipfile.ZipFile(path) as archive:
+        if PROVENANCE_ENTRY not in archive.namelist():
+            return None
+        return json.loads(archive.read(PROVENANCE_ENTRY))
+
+
 def _load_keras(path: Path):
     import keras
 
@@ -106,6 +128,7 @@ def _load_keras(path: Path):
         raise GeneratorLoadError(
             f"{path} holds a {type(model).__name__}, not a generator of this project (no `scales`)"
         )
+    model.provenance = read_provenance(path)
     return model
 
 
@@ -118,7 +141,8 @@ def check_model_path(path: str | Path, what: str = "model", run_file: str | None
     """The ``.keras`` file or SavedModel folder ``path`` stands for, checked without loading it.
 
     Accepted: a ``.keras`` archive; a run folder holding ``run_file`` (None: not accepted);
-    a SavedModel folder; a folder of numbered SavedModel versions (the newest is returned).
+    a SavedModel folder; a folder of numbered SavedModel versions (the newest is returned);
+    with ``run_file`` (a generator), a released ``.pb`` / ``.pth`` / ``.pt`` weights file.
     The fine-tuning script checks its model arguments with it before loading any data:
     ``check_model_path(config.generator, "--generator")`` and, for the NIMA predictors (a
     ``.keras`` file or a SavedModel folder), ``check_model_path(config.aesthetic, "--aesthetic",
@@ -134,6 +158,12 @@ def check_model_path(path: str | Path, what: str = "model", run_file: str | None
         raise PathUsageError(f"{what} not found: {path}")
     accepted = f"a .keras file, a run folder with {run_file}, or a SavedModel folder" if run_file else "a .keras file or a SavedModel folder"
     if path.is_file():
+        from eusr_perceptual.importers import IMPORTABLE_SUFFIXES, is_importable
+
+        if run_file and is_importable(path):
+            return path
+        if run_file:
+            accepted += f", or a released weights file ({', '.join(IMPORTABLE_SUFFIXES)})"
         if path.suffix != ".keras":
             raise GeneratorLoadError(f"{what} {path} is not a model file: expected {accepted}")
         _check_keras_archive(path, what)
@@ -150,11 +180,25 @@ def check_model_path(path: str | Path, what: str = "model", run_file: str | None
 
 
 def load_generator(path: str | Path, what: str = "model"):
-    """Loads a generator from a ``.keras`` file, a run folder or a SavedModel folder.
+    """Loads a generator from a ``.keras`` file, a run folder, a SavedModel folder or a
+    released weights file (converted in memory, see the module docstring).
 
     Raises:
         PathUsageError (a FileNotFoundError): ``path`` does not exist.
         GeneratorLoadError: ``path`` exists but holds no loadable generator.
+        WeightsImportError (a UsageError): a released file that does not convert.
     """
     target = check_model_path(path, what)
-    return _load_keras(target) if target.is_file() else SavedModelGenerator(target)
+    if target.is_file() and target.suffix != ".keras":
+        from eusr_perceptual.importers import import_network
+
+        imported = import_network(target)
+        if not hasattr(imported.model, "scales"):
+            raise GeneratorLoadError(f"{what} {path} holds a {imported.provenance['arch']} discriminator, not a generator")
+        imported.model.provenance = imported.provenance
+        return imported.model
+    if target.is_file():
+        return _load_keras(target)
+    model = SavedModelGenerator(target)
+    model.provenance = None
+    return model

@@ -17,7 +17,10 @@ activation (the activation acts on the C channels after the shuffle).
   64 -> 576, depth-to-space 3); conv_hr 3x3 + LeakyReLU 0.1; conv_last 3x3; no long skip.
   Every conv Kaiming-normal x 0.1. Images in [0, 1]. 1,517,571 parameters at x4. Upstream
   BasicSR adds the bilinearly upsampled input to the output; the DP code has that line
-  commented out and so does this model (digest section 1.1).
+  commented out and so does this model by default (digest section 1.1); ``bilinear_base=True``
+  adds it (``F.interpolate(x, scale, mode="bilinear", align_corners=False)``, TensorFlow's
+  half-pixel bilinear resize), as BasicSR's released MSRResNet/MSRGAN weights need
+  (:mod:`eusr_perceptual.importers.pytorch` turns it on).
 * :class:`AFMSRResNet` (AFM paper section III.A; head/tail from the authors' code
   ``srresnet.py`` @ cb8d5db): input mean shift (DIV2K RGB mean (0.4488, 0.4371, 0.4040) on
   [0, 1] images, subtracted in and added out as constants), 9x9 conv + LeakyReLU 0.2; 16
@@ -148,8 +151,10 @@ class MSRResNet(_SRResNetFamily):
     supported_scales = (2, 3, 4)
     negative_slope = 0.1
 
-    def __init__(self, scale: int = 4, num_feat: int = 64, num_block: int = 16, **kwargs):
+    def __init__(self, scale: int = 4, num_feat: int = 64, num_block: int = 16, bilinear_base: bool = False,
+                 **kwargs):
         super().__init__(scale, num_feat, num_block, **kwargs)
+        self.bilinear_base = bool(bilinear_base)
         f, init = self.num_feat, "kaiming_normal_x0.1"
         self.conv_first = conv(f, 3, "conv_first", init)
         self.blocks = [ResidualBlockNoBN(f, 0.0, True, init, name=f"block_{i}") for i in range(self.num_block)]
@@ -159,12 +164,20 @@ class MSRResNet(_SRResNetFamily):
         self.conv_last = conv(3, 3, "conv_last", init, dtype="float32")
 
     def _body(self, x, training):
+        images = x
         x = ops.leaky_relu(self.conv_first(x), negative_slope=self.negative_slope)
         for block in self.blocks:
             x = block(x)
         for upconv, factor in zip(self.upconvs, self.factors):
             x = ops.leaky_relu(depth_to_space(upconv(x), factor), negative_slope=self.negative_slope)
-        return self.conv_last(ops.leaky_relu(self.conv_hr(x), negative_slope=self.negative_slope))
+        out = self.conv_last(ops.leaky_relu(self.conv_hr(x), negative_slope=self.negative_slope))
+        if self.bilinear_base:
+            size = (ops.shape(images)[1] * self.scale, ops.shape(images)[2] * self.scale)
+            out = out + ops.cast(ops.image.resize(images, size, interpolation="bilinear"), out.dtype)
+        return out
+
+    def get_config(self):
+        return {**super().get_config(), "bilinear_base": self.bilinear_base}
 
 
 @register_network("afm_srresnet", "generator")
