@@ -25,7 +25,7 @@ from eusr_perceptual.cli.import_weights import main
 from eusr_perceptual.importers import WeightsImportError, import_network
 from eusr_perceptual.importers.pytorch import import_state_dict
 from eusr_perceptual.importers.tf1_graph import OUTPUT_NODE
-from eusr_perceptual.metrics.lpips_weights import read_torch_state_dict
+from eusr_perceptual.importers.torch_files import read_torch_state_dict
 from eusr_perceptual.models.eusr import EUSRConfig
 from eusr_perceptual.models.loading import PROVENANCE_ENTRY, check_model_path, load_generator
 from eusr_perceptual.models.multipass import halve

@@ -1,8 +1,9 @@
 """Released weights in, the project's networks out: one module per source format.
 
+* :mod:`.torch_files`: PyTorch files read without PyTorch (restricted unpickler, bounds-checked
+  tensors), also what the LPIPS converter reads with;
 * :mod:`.pytorch`: PyTorch ``.pth`` / ``.pt`` state dicts of the ESRGAN and BasicSR releases
-  (RRDBNet, MSRResNet, the VGG-style discriminator), read through the restricted unpickler of
-  :mod:`eusr_perceptual.metrics.lpips_weights`;
+  (RRDBNet, MSRResNet, the VGG-style discriminator);
 * :mod:`.tf1_graph`: frozen TensorFlow 1 ``.pb`` graphs of the 4PP-EUSR authors (EUSR);
 * :mod:`.weights`: the checked assignment both use.
 
@@ -27,7 +28,6 @@ from pathlib import Path
 
 from eusr_perceptual.cli.errors import PathUsageError
 from eusr_perceptual.importers.weights import WeightsImportError
-from eusr_perceptual.models.loading import PROVENANCE_ENTRY
 
 __all__ = ["ARCHES", "GRAPH_SUFFIXES", "IMPORTABLE_SUFFIXES", "Imported", "WeightsImportError", "import_network",
            "is_importable", "save_imported"]
@@ -92,7 +92,7 @@ def import_network(path: str | Path, arch: str | None = None, scale: int | None 
         model = import_frozen_graph(path, path.name)
         return Imported(model, {**provenance, "format": GRAPH_FORMAT, "arch": "eusr", "scales": list(model.scales)})
     from eusr_perceptual.importers.pytorch import import_state_dict
-    from eusr_perceptual.metrics.lpips_weights import read_torch_state_dict
+    from eusr_perceptual.importers.torch_files import read_torch_state_dict
 
     if arch == "eusr":
         raise WeightsImportError(f"{path.name}: EUSR is imported from the authors' frozen .pb graphs, not from PyTorch")
@@ -106,6 +106,8 @@ def import_network(path: str | Path, arch: str | None = None, scale: int | None 
 def save_imported(imported: Imported, out: str | Path) -> Path:
     """Writes ``imported`` as the ``.keras`` file ``out`` with its provenance entry, atomically
     (a temporary file in the same folder, renamed once complete)."""
+    from eusr_perceptual.models.loading import PROVENANCE_ENTRY
+
     out = Path(out)
     if out.suffix != ".keras":
         raise PathUsageError(f"--out {out} must end with .keras")

@@ -1,7 +1,7 @@
 """PyTorch state dicts of the ESRGAN and BasicSR releases as the project's networks.
 
 The file is read by the restricted unpickler and bounds-checked tensor reader of
-:mod:`eusr_perceptual.metrics.lpips_weights` (no code in a file runs, torch is not needed),
+:mod:`eusr_perceptual.importers.torch_files` (no code in a file runs, torch is not needed),
 zip or legacy serialization. A BasicSR file wraps its state dict as ``{"params": ...}`` and/or
 ``{"params_ema": ...}``: the EMA weights are taken when present (what BasicSR tests with), or
 the entry ``key`` names; ``"bare"`` is a file that is the state dict itself. A ``module.``
@@ -291,7 +291,7 @@ def import_state_dict(loaded: Mapping, source: str, arch: str | None = None, sca
     """The project's network holding the weights of a state dict read from ``source``.
 
     Args:
-        loaded: what :func:`~eusr_perceptual.metrics.lpips_weights.read_torch_state_dict` read.
+        loaded: what :func:`~eusr_perceptual.importers.torch_files.read_torch_state_dict` read.
         source: the file's name, for messages.
         arch: the architecture the file must hold (default: what its keys say).
         scale: the scale, needed only where the file cannot tell.
