@@ -27,13 +27,16 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from eusr_perceptual.cli.errors import PathUsageError
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+#: What PIL raises for a file that is not a decodable image (or a decompression bomb).
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+                  Image.DecompressionBombWarning)
 #: PIL modes with one colour channel (with or without alpha): grayscale files.
 GRAYSCALE_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
@@ -145,9 +148,27 @@ def read_image(path: str | Path) -> DecodedImage:
             return decode_pixels(image)
     except UnreadableImageError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as error:
+    except _DECODE_ERRORS as error:
         raise UnreadableImageError(f"cannot decode {path}: {error}") from error
+
+
+def header_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file as :func:`read_image` reads it (EXIF orientation
+    applied when the header holds one), from its header alone: no pixel is decoded.
+
+    Raises:
+        FileNotFoundError / UnreadableImageError: as :func:`read_image`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(ExifTags.Base.Orientation) if "exif" in image.info else None
+    except _DECODE_ERRORS as error:
+        raise UnreadableImageError(f"cannot decode {path}: {error}") from error
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def load_rgb8(path: str | Path) -> np.ndarray:

@@ -18,7 +18,9 @@ from typing import Sequence
 import numpy as np
 
 from eusr_perceptual.cli.errors import ValueUsageError
-from eusr_perceptual.data.images import SkipReport, list_image_files, load_many, load_rgb8
+from eusr_perceptual.data.images import (
+    SkipReport, UnreadableImageError, header_size, list_image_files, load_many, load_rgb8,
+)
 from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, imresize
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,10 @@ DIV2K_HELP = (
 
 class EmptySourceError(ValueUsageError):
     """A data source produced no usable image (a usage error: one line, exit status 2)."""
+
+
+class MisfitLRError(ValueUsageError):
+    """Shipped LR images whose size is not their HR image's divided by the scale."""
 
 
 @dataclass
@@ -70,9 +76,44 @@ class SourceFile:
     lr: dict[int, Path] = field(default_factory=dict)
 
 
+def lr_size_mismatch(hr_size: tuple[int, int], lr_size: tuple[int, int], scale: int, hr_name: str = "") -> str | None:
+    """Why an image of ``lr_size`` cannot be the x``scale`` LR of an HR image of ``hr_size``
+    (both ``(width, height)``), or None when it fits.
+
+    The convention of the published LR images (DIV2K, Flickr2K, the benchmark packages) and of
+    :func:`~eusr_perceptual.data.patches.make_lr`: the HR image is cropped to a multiple of the
+    scale, so each side of the LR is the HR side floor-divided by the scale.
+    """
+    expected = (hr_size[0] // scale, hr_size[1] // scale)
+    if tuple(lr_size) == expected:
+        return None
+    return (f"LR is {lr_size[0]}x{lr_size[1]} but HR {hr_name + ' ' if hr_name else ''}{hr_size[0]}x{hr_size[1]} "
+            f"at x{scale} needs {expected[0]}x{expected[1]}: wrong scale folder?")
+
+
+def check_shipped_lr(files: Sequence[SourceFile]) -> None:
+    """Refuses shipped LR images that do not fit their HR image, from the file headers (no pixel
+    is decoded). Unchecked, a wrong ``X2/`` folder trains silently on misaligned pairs, and a wrong
+    ``X4/`` crashes mid-run inside ``tf.data``. Unreadable files are left to the loaders.
+
+    Raises:
+        MisfitLRError: naming the first misfit file and the size it needs, and their number.
+    """
+    misfits = []
+    for file in files:
+        try:
+            hr_size = header_size(file.hr) if file.lr else None
+            misfits.extend(f"{path}: {problem}" for scale, path in sorted(file.lr.items())
+                           if (problem := lr_size_mismatch(hr_size, header_size(path), scale, file.hr.name)))
+        except (UnreadableImageError, FileNotFoundError):
+            continue
+    if misfits:
+        raise MisfitLRError(f"{len(misfits)} shipped LR image(s) do not fit their HR image; first: {misfits[0]}")
+
+
 def _release_files(root: Path, sets: Sequence[str], scales: Sequence[int]) -> list[SourceFile]:
     """DIV2K/Flickr2K release layout: ``<root>/<set>_HR/<name>.png`` and, when shipped,
-    ``<root>/<set>_LR_bicubic/X<s>/<name>x<s>.png``."""
+    ``<root>/<set>_LR_bicubic/X<s>/<name>x<s>.png`` (checked by :func:`check_shipped_lr`)."""
     files = []
     for name in sets:
         hr_dir = root / f"{name}_HR"
@@ -81,6 +122,7 @@ def _release_files(root: Path, sets: Sequence[str], scales: Sequence[int]) -> li
         for path in list_image_files(hr_dir):
             shipped = {scale: root / f"{name}_LR_bicubic" / f"X{scale}" / f"{path.stem}x{scale}.png" for scale in scales}
             files.append(SourceFile(path.stem, path, {s: p for s, p in shipped.items() if p.is_file()}))
+    check_shipped_lr(files)
     return files
 
 
@@ -89,6 +131,7 @@ def source_files(spec: str | Path, scales: Sequence[int] = (2, 4, 8)) -> list[So
 
     Raises:
         FileNotFoundError: the folder or layout is missing (the message says what is expected).
+        MisfitLRError: a shipped LR image's size does not fit its HR image.
     """
     spec = str(spec)
     if spec == "skimage" or spec.startswith("skimage:"):

@@ -26,7 +26,7 @@ import numpy as np
 from eusr_perceptual.cli.errors import PathUsageError
 from eusr_perceptual.data.images import check_folder, list_image_files, load_rgb8
 from eusr_perceptual.data.patches import make_lr
-from eusr_perceptual.data.sources import skimage_photograph_paths
+from eusr_perceptual.data.sources import lr_size_mismatch, skimage_photograph_paths
 from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION
 
 __all__ = ["EMBEDDED_DATASET", "Benchmark", "BenchmarkImage", "discover_benchmark", "load_pair", "lr_description"]
@@ -118,10 +118,7 @@ def load_pair(image: BenchmarkImage, scale: int, convention: str = DEFAULT_RESIZ
         lr = make_lr(hr, scale, convention)
     else:
         lr = load_rgb8(image.lr_path)
-        expected = (hr.shape[0] // scale, hr.shape[1] // scale)
-        if lr.shape[:2] != expected:
-            raise ValueError(
-                f"LR is {lr.shape[1]}x{lr.shape[0]} but HR {hr.shape[1]}x{hr.shape[0]} at x{scale} needs "
-                f"{expected[1]}x{expected[0]}: wrong scale folder?"
-            )
+        problem = lr_size_mismatch((hr.shape[1], hr.shape[0]), (lr.shape[1], lr.shape[0]), scale)
+        if problem:
+            raise ValueError(problem)
     return lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
