@@ -9,6 +9,12 @@ Then train with ``--data store:<out>``. Sources are any ``--data`` form but ``st
 shipped DIV2K/Flickr2K LR images are used when present, the others are made with MATLAB
 bicubic. Interrupt it at any time: running the same command again resumes, and brings a
 finished store up to date when source files changed. See :mod:`eusr_perceptual.data.store`.
+
+    eusr-prepare --verify --out stores/div2k_x248                            # check every shard's SHA-256
+    eusr-prepare div2k:/data/DIV2K --out stores/div2k_x248 --verify          # ... and prepare damaged ones again
+
+A store is checked at every open (its manifest, layout and a 1 MiB sample of each shard) and
+refused with "store <path> is damaged: <what>"; ``--verify`` reads it whole.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sources", nargs="+",
-                        help="skimage | div2k:<root>[:train|valid|train+valid] | flickr2k:<root> | tfds:div2k | <folder>")
+    parser.add_argument("sources", nargs="*",
+                        help="skimage | div2k:<root>[:train|valid|train+valid] | flickr2k:<root> | tfds:div2k | <folder> "
+                             "(none with --verify: only check the store in --out)")
     parser.add_argument("--out", required=True, help="store folder (created; resumed if it holds a partial store)")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4, 8], help="LR scales to store")
     parser.add_argument("--convention", choices=RESIZE_CONVENTIONS, default=DEFAULT_RESIZE_CONVENTION,
@@ -37,21 +44,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--images-per-shard", type=int, default=16, help="source images per shard")
     parser.add_argument("--workers", type=int, help="parallel processes (default: every CPU; 0: this process)")
     parser.add_argument("--overwrite", action="store_true", help="replace a store prepared with other settings")
+    parser.add_argument("--verify", action="store_true",
+                        help="check the SHA-256 of every shard (reads the whole store); with sources, "
+                             "shards that fail it are prepared again")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.sources and not args.verify:
+        parser.error("give at least one source (or only --verify, to check the store in --out)")
+    return args
 
 
 @reports_usage_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from eusr_perceptual.data.store import StoreSettings, prepare_store
+    from eusr_perceptual.data.store import StoreSettings, open_store, prepare_store
 
+    if not args.sources:
+        store = open_store(args.out, check_sources=False)
+        size = store.verify()
+        print(f"store {args.out} is intact: {len(store)} images, {len(store.manifest['shards'])} shards, "
+              f"{size / 2**20:,.1f} MiB match their SHA-256")
+        return 0
     settings = StoreSettings(tuple(args.sources), tuple(args.scales), args.convention, args.crop, args.step,
                              args.downscaled_copies, args.images_per_shard)
     try:
         manifest = prepare_store(args.out, settings, workers=args.workers, overwrite=args.overwrite,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, verify=args.verify)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished shards are kept in {args.out}; run the same command again to resume",
               file=sys.stderr)

@@ -9,8 +9,13 @@ Layout of a store folder::
 
     manifest.json      written last; its presence is what makes the store usable
     plan.json          the preparation's settings and source list (resuming checks them)
+    prepare.lock       locked by the running eusr-prepare: a second one is refused
     shards/00000.npy   uint8, 1-D: the HR and LR pixels of up to ``images_per_shard`` images
-    shards/00000.json  the shard's completion marker: its images, offsets, source hashes
+    shards/00000.json  the shard's completion marker: its images, offsets, checksums, source hashes
+
+Every open checks the manifest, the layout and a sample checksum of each shard, and refuses
+damage with one message (:mod:`~eusr_perceptual.data.store_integrity`); :meth:`PatchStore.verify`
+(``eusr-prepare --verify``) checks every shard's whole SHA-256.
 
 Format (measured by ``benchmarks/data_pipeline.py`` on this 2-core CPU, 800 synthetic
 2040x1356 images, one random 48x48 LR / 384x384 HR patch at x8, page cache warm): from a
@@ -30,7 +35,8 @@ a temporary name, flushed to disk and renamed (``os.replace``), and only then is
 written, so an interrupted run leaves either finished shards or temporary files that the
 next run deletes, never a half-written shard that would be read. Running the same command
 again resumes: finished shards whose source files are unchanged (size and mtime, else
-SHA-256) are kept.
+SHA-256) and whose marker and bytes are intact are kept. The worker processes end with the
+process that started them, however it ends.
 
 LR images are the source's shipped ones (DIV2K/Flickr2K ``X<s>`` folders) when present,
 otherwise :func:`~eusr_perceptual.data.patches.make_lr` under the store's resize convention;
@@ -46,8 +52,11 @@ sub-image is the exact crop of the whole image's LR.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
+import io
 import itertools
 import json
 import logging
@@ -55,11 +64,12 @@ import math
 import mmap
 import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -69,6 +79,11 @@ from eusr_perceptual.data.patches import PatchSampler, make_lr
 from eusr_perceptual.data.sources import (
     EmptySourceError, TrainingImage, parse_tfds_spec, source_files, tfds_hr_images, with_downscaled_copies,
 )
+from eusr_perceptual.data.store_integrity import (
+    DamagedStoreError, StoreError, check_layout, check_manifest, check_manifest_digest, check_marker, check_shard_bytes,
+    load_json,
+    manifest_digest, plan_key, sample_sha256, shard_name, shard_pixels,
+)
 from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS
 from eusr_perceptual.training.runs import write_json_atomically
 
@@ -76,11 +91,8 @@ log = logging.getLogger(__name__)
 
 STORE_FORMAT = "eusr-patch-store"
 #: Bumped whenever the layout or the meaning of a field changes; older stores are refused.
-STORE_VERSION = 1
-
-
-class StoreError(ValueUsageError):
-    """A store is partial, stale, of another version, or prepared with other settings."""
+#: 2: shard checksums and the manifest's own digest (:mod:`~eusr_perceptual.data.store_integrity`).
+STORE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -156,7 +168,7 @@ def _plan_items(settings: StoreSettings) -> list[dict]:
 def _plan(settings: StoreSettings) -> dict:
     plan = {"format": STORE_FORMAT, "version": STORE_VERSION, "settings": dataclasses.asdict(settings),
             "items": _plan_items(settings)}
-    plan["key"] = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+    plan["key"] = plan_key(plan)
     return plan
 
 
@@ -215,18 +227,24 @@ def _store_images(image: TrainingImage, settings: StoreSettings) -> list[Trainin
     ]
 
 
-def _write_npy_atomically(path: Path, arrays: Sequence[np.ndarray]) -> int:
-    """Writes the arrays' bytes as one 1-D uint8 ``.npy`` (temporary name, fsync, rename)."""
+def _write_npy_atomically(path: Path, arrays: Sequence[np.ndarray]) -> dict:
+    """Writes the arrays' bytes as one 1-D uint8 ``.npy`` (temporary name, fsync, rename);
+    returns its size and checksums (``bytes``, ``sha256``, ``sample_sha256``)."""
     total = sum(array.size for array in arrays)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (total,)})
+    digest = hashlib.sha256(header.getvalue())
     temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
     with open(temporary, "wb") as stream:
-        np.lib.format.write_array_header_1_0(stream, {"descr": "|u1", "fortran_order": False, "shape": (total,)})
+        stream.write(header.getvalue())
         for array in arrays:
-            stream.write(np.ascontiguousarray(array, np.uint8).data)
+            data = np.ascontiguousarray(array, np.uint8).data
+            digest.update(data)
+            stream.write(data)
         stream.flush()
         os.fsync(stream.fileno())
     os.replace(temporary, path)
-    return path.stat().st_size
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest(), "sample_sha256": sample_sha256(path)}
 
 
 def _prepare_shard(root: str, shard: int, first_item: int, items: Sequence[dict], settings: StoreSettings) -> dict:
@@ -259,16 +277,12 @@ def _prepare_shard(root: str, shard: int, first_item: int, items: Sequence[dict]
                 entries.append({"name": piece.name, "item": index, "variant": variant, "hr": place(piece.hr),
                                 "lr": {str(s): place(piece.lr[s]) for s in settings.scales},
                                 "shipped": sorted(image.lr) if variant == 0 else []})
-    size = _write_npy_atomically(_shard_path(Path(root), shard), arrays)
-    return {"shard": shard, "bytes": size, "entries": entries, "files": files, "skipped": skipped}
+    written = _write_npy_atomically(_shard_path(Path(root), shard), arrays)
+    return {"shard": shard, **written, "entries": entries, "files": files, "skipped": skipped}
 
 
 def _shard_path(root: Path, shard: int) -> Path:
-    return root / "shards" / f"{shard:05d}.npy"
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+    return root / shard_name(shard)
 
 
 def _changed_files(files: dict[str, dict]) -> list[str]:
@@ -301,12 +315,40 @@ def _describe_difference(old: dict, new: dict) -> str:
     return "; ".join(changed) or "different plan"
 
 
-def _valid_marker(root: Path, shard: int, key: str) -> dict | None:
-    marker = _read_json(root / "shards" / f"{shard:05d}.json")
-    path = _shard_path(root, shard)
-    if marker is None or marker.get("key") != key or not path.is_file() or path.stat().st_size != marker["bytes"]:
+def _valid_marker(root: Path, shard: int, plan: dict, settings: StoreSettings, verify: bool) -> dict | None:
+    """The completion marker of a finished shard that can be kept, else None (the shard is redone).
+
+    Kept: a marker of this plan, intact, whose shard has its recorded size, layout and checksum
+    (the sample's, or with ``verify`` the whole shard's SHA-256), and whose sources are unchanged.
+    """
+    name = f"shards/{shard:05d}.json"
+    try:
+        marker = load_json(root, name)
+        if marker is None or (isinstance(marker, dict) and marker.get("key") != plan["key"]):
+            return None
+        check_marker(root, marker, shard, settings, len(plan["items"]))
+        _, length = shard_pixels(root, shard, marker["bytes"])
+        check_layout(root, [{**entry, "shard": shard} for entry in marker["entries"]], {shard: length}, name)
+        check_shard_bytes(root, shard, marker, full=verify)
+    except DamagedStoreError as error:
+        log.warning("%s; preparing that shard again", error.what)
         return None
     return None if _changed_files(marker["files"]) else marker
+
+
+def _exit_with_parent(parent: multiprocessing.connection.Connection) -> None:
+    """Worker initializer: a thread ends the worker when its parent's end of ``parent`` closes,
+    which the kernel does however the parent ends (``kill -9`` included). Without it a killed
+    ``eusr-prepare`` left its workers (and the forkserver) running, or waiting for work forever."""
+
+    def watch() -> None:
+        try:
+            parent.recv_bytes()
+        except EOFError:
+            pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
@@ -317,6 +359,54 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
+@contextlib.contextmanager
+def _preparation_lock(root: Path) -> Iterator[None]:
+    """One ``eusr-prepare`` per store folder: an exclusive ``flock`` on ``prepare.lock``, which
+    the kernel releases when its process ends, however it ends (no stale lock after a kill)."""
+    with open(root / "prepare.lock", "a+") as stream:
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            stream.seek(0)
+            holder = stream.read().strip()
+            raise StoreError(f"{root} is being prepared by another eusr-prepare"
+                             + (f" (process {holder})" if holder.isdigit() else "")
+                             + "; wait for it to finish, or stop it and run the command again") from None
+        stream.truncate(0)
+        stream.write(f"{os.getpid()}\n")
+        stream.flush()
+        yield
+
+
+def _recorded_plan(root: Path) -> dict | None:
+    """The plan a folder holds (``plan.json``, else the manifest's), None when it holds none.
+
+    Raises:
+        DamagedStoreError: the file is not a JSON object.
+    """
+    for name in ("plan.json", "manifest.json"):
+        recorded = load_json(root, name)
+        if recorded is not None:
+            if not isinstance(recorded, dict):
+                raise DamagedStoreError(root, f"{name} holds a {type(recorded).__name__}, expected an object")
+            return recorded
+    return None
+
+
+def _intact_manifest(root: Path, key: str) -> dict | None:
+    """The folder's manifest when it is present, intact and of this plan, else None."""
+    try:
+        manifest = load_json(root, "manifest.json")
+        if manifest is None:
+            return None
+        check_manifest(root, manifest, StoreSettings, STORE_FORMAT, STORE_VERSION)
+        check_manifest_digest(root, manifest)
+    except DamagedStoreError as error:
+        log.warning("%s; writing it again", error.what)
+        return None
+    return manifest if manifest["key"] == key else None
+
+
 def prepare_store(
     root: str | Path,
     settings: StoreSettings,
@@ -324,23 +414,39 @@ def prepare_store(
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    verify: bool = False,
 ) -> dict:
-    """Prepares (or resumes, or brings up to date) the store in ``root``; returns its manifest.
+    """Prepares (or resumes, or brings up to date, or repairs) the store in ``root``; returns its manifest.
 
     Args:
         workers: parallel processes (default: the CPUs this process may use); 0 (or a single
-            shard to do) works in this process.
-        overwrite: replace a store of other settings or sources instead of refusing.
+            shard to do) works in this process. They end when this process ends.
+        overwrite: replace a store of other settings or sources, or a damaged one, instead of refusing.
         progress: a progress bar (source images done) on stdout.
+        verify: check the whole SHA-256 of every finished shard before keeping it (without:
+            its size, layout and sample checksum), so that damaged shards are prepared again.
 
     Raises:
-        StoreError: ``root`` holds a store or partial store of other settings or sources.
+        StoreError: ``root`` holds a store or partial store of other settings or sources, or
+            another ``eusr-prepare`` is preparing it.
+        DamagedStoreError: its ``plan.json`` is damaged (``overwrite`` replaces it).
         KeyboardInterrupt: interrupted; finished shards are kept and the next run resumes.
     """
     started = time.perf_counter()
     root = prepare_output_folder(root)
+    with _preparation_lock(root):
+        return _prepare_locked(root, settings, workers, overwrite, progress, verify, started)
+
+
+def _prepare_locked(root: Path, settings: StoreSettings, workers: int | None, overwrite: bool, progress: bool,
+                    verify: bool, started: float) -> dict:
     plan = _plan(settings)
-    existing = _read_json(root / "plan.json") or _read_json(root / "manifest.json")
+    try:
+        existing = _recorded_plan(root)
+    except DamagedStoreError as error:
+        if not overwrite:
+            raise DamagedStoreError(root, f"{error.what}; pass --overwrite to prepare it again") from None
+        existing = {}
     if existing is not None and existing.get("key") != plan["key"]:
         if not overwrite:
             raise StoreError(f"{root} holds a store prepared differently ({_describe_difference(existing, plan)}); "
@@ -348,16 +454,16 @@ def prepare_store(
         for path in [root / "manifest.json", *(root / "shards").glob("*")]:
             path.unlink(missing_ok=True)
     (root / "shards").mkdir(exist_ok=True)
-    for leftover in (root / "shards").glob("*.tmp*"):
+    for leftover in [*(root / "shards").glob("*.tmp*"), *root.glob("*.json.*.tmp")]:
         leftover.unlink()
     write_json_atomically(root / "plan.json", plan)
 
     items, per_shard = plan["items"], settings.images_per_shard
     shards = [(i, items[first:first + per_shard]) for i, first in enumerate(range(0, len(items), per_shard))]
-    markers = {i: marker for i, _ in shards if (marker := _valid_marker(root, i, plan["key"])) is not None}
+    markers = {i: marker for i, _ in shards if (marker := _valid_marker(root, i, plan, settings, verify)) is not None}
     todo = [(i, group) for i, group in shards if i not in markers]
-    if not todo and (root / "manifest.json").is_file():
-        return _read_json(root / "manifest.json")
+    if not todo and (manifest := _intact_manifest(root, plan["key"])) is not None:
+        return manifest
     (root / "manifest.json").unlink(missing_ok=True)
     bar = None
     if progress:
@@ -379,12 +485,17 @@ def prepare_store(
         for task in tasks:
             finished(_prepare_shard(*task))
     else:
-        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=_worker_context())
+        context = _worker_context()
+        parent, child = context.Pipe(duplex=False)  # workers hold the reading end, this process the other
+        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_exit_with_parent,
+                                   initargs=(parent,))
         try:
             for future in as_completed([pool.submit(_prepare_shard, *task) for task in tasks]):
                 finished(future.result())
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            parent.close()
+            child.close()
     return _write_manifest(root, plan, [markers[i] for i, _ in shards], time.perf_counter() - started)
 
 
@@ -400,13 +511,15 @@ def _write_manifest(root: Path, plan: dict, markers: Sequence[dict], seconds: fl
         **{k: plan[k] for k in ("format", "version", "key", "settings", "items")},
         "complete": True,
         "files": {path: digest for marker in markers for path, digest in marker["files"].items()},
-        "shards": [{"file": _shard_path(root, m["shard"]).relative_to(root).as_posix(), "bytes": m["bytes"]} for m in markers],
+        "shards": [{"file": shard_name(m["shard"]), **{k: m[k] for k in ("bytes", "sha256", "sample_sha256")}}
+                   for m in markers],
         "images": images,
         "skipped": [skip for marker in markers for skip in marker["skipped"]],
         "seconds": round(seconds, 1),
     }
+    manifest["manifest_sha256"] = manifest_digest(manifest)
     write_json_atomically(root / "manifest.json", manifest)
-    return _read_json(root / "manifest.json")
+    return load_json(root, "manifest.json")
 
 
 # ----------------------------------------------------------------------------- reading
@@ -420,22 +533,29 @@ class PatchStore:
 
     def __init__(self, root: Path, manifest: dict):
         self.root, self.manifest = root, manifest
-        self.settings = StoreSettings(**{**manifest["settings"], "sources": tuple(manifest["settings"]["sources"])})
+        self.settings = check_manifest(root, manifest, StoreSettings, STORE_FORMAT, STORE_VERSION)
         self._maps: list[mmap.mmap] = []
-        self._shards = [self._map(root / shard["file"], shard["bytes"]) for shard in manifest["shards"]]
+        self._shards = [self._map(i, shard) for i, shard in enumerate(manifest["shards"])]
+        check_layout(root, manifest["images"], {i: len(shard) for i, shard in enumerate(self._shards)})
+        check_manifest_digest(root, manifest)
 
-    def _map(self, path: Path, size: int) -> np.ndarray:
-        if not path.is_file() or path.stat().st_size != size:
-            raise StoreError(f"store {self.root} is damaged: {path} is missing or not {size} bytes; "
-                             "run eusr-prepare again with the same arguments to repair it")
-        with open(path, "rb") as stream:
-            version = np.lib.format.read_magic(stream)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            (length,), _, _ = read_header(stream)
-            offset = stream.tell()
+    def _map(self, index: int, record: dict) -> np.ndarray:
+        offset, length = shard_pixels(self.root, index, record["bytes"])
+        check_shard_bytes(self.root, index, record, full=False)
+        with open(_shard_path(self.root, index), "rb") as stream:
             mapping = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
         self._maps.append(mapping)
         return np.frombuffer(mapping, np.uint8, count=length, offset=offset)
+
+    def verify(self) -> int:
+        """Checks the whole SHA-256 of every shard (reads the whole store); returns the bytes read.
+
+        Raises:
+            DamagedStoreError: a shard's bytes changed after preparation.
+        """
+        for index, record in enumerate(self.manifest["shards"]):
+            check_shard_bytes(self.root, index, record, full=True)
+        return sum(record["bytes"] for record in self.manifest["shards"])
 
     @property
     def scales(self) -> tuple[int, ...]:
@@ -490,20 +610,23 @@ def open_store(
     Raises:
         PathUsageError: no store folder at ``path``.
         StoreError: partial, stale, of another format version, or prepared with other settings.
+        DamagedStoreError: its manifest or shards are not what its preparation wrote
+            (:mod:`~eusr_perceptual.data.store_integrity`).
     """
     root = Path(path)
     if not root.is_dir():
         raise PathUsageError(f"store not found: {root} (make one with eusr-prepare)")
-    manifest = _read_json(root / "manifest.json")
+    manifest = load_json(root, "manifest.json")
     if manifest is None:
-        plan = _read_json(root / "plan.json")
+        plan = (root / "plan.json").is_file()
         raise StoreError(
             f"store {root} is incomplete (no manifest.json"
             + (f"; {len(list((root / 'shards').glob('*.json')))} shard(s) finished" if plan else "")
             + "): its preparation was interrupted or is still running; run eusr-prepare again with the same arguments"
         )
-    if manifest.get("format") != STORE_FORMAT or manifest.get("version") != STORE_VERSION or not manifest.get("complete"):
-        raise StoreError(f"store {root} has format {manifest.get('format')!r} version {manifest.get('version')!r}; "
+    version = manifest.get("version") if isinstance(manifest, dict) and manifest.get("format") == STORE_FORMAT else None
+    if isinstance(version, int) and not isinstance(version, bool) and version != STORE_VERSION:  # older or newer code's
+        raise StoreError(f"store {root} has format {STORE_FORMAT!r} version {version}; "
                          f"this code reads {STORE_FORMAT!r} version {STORE_VERSION}: prepare it again with eusr-prepare")
     store = PatchStore(root, manifest)
     problems = []
