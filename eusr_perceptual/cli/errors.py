@@ -8,7 +8,8 @@ no entry point shows a traceback for them. Other exceptions are bugs and keep th
 
 The subclasses also derive from the built-in type callers already catch
 (``FileNotFoundError`` for paths, ``ValueError`` for contents), so existing handlers keep working.
-:func:`prepare_output_folder` is the matching check of an output folder (``--out``).
+:func:`prepare_output_folder` is the matching check of an output folder (``--out``), and
+:func:`non_negative_int` the argparse type of a size flag (``--tile``), checked at parse time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "PathUsageError",
     "UsageError",
     "ValueUsageError",
+    "non_negative_int",
     "prepare_output_folder",
     "reports_usage_errors",
 ]
@@ -56,6 +58,19 @@ def reports_usage_errors(main: Callable[..., int]) -> Callable[..., int]:
             return USAGE_EXIT_STATUS
 
     return wrapper
+
+
+def non_negative_int(text: str) -> int:
+    """argparse ``type=`` of a size (``--tile 0`` allowed, ``--tile -1`` an error at parse time)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def prepare_output_folder(folder: str | Path, flag: str = "--out") -> Path:

@@ -6,7 +6,12 @@
         --routes x4,x2x2,x8down --lpips-weights lpips_alex.npz --plot --crops baby,comic
 
 Models: ``bicubic`` (MATLAB bicubic), a ``.keras`` file, a run folder holding
-generator.keras, or a SavedModel folder; ``LABEL=PATH`` names the row. Data: a folder (HR
+generator.keras, a SavedModel folder, a released weights file (a 4PP-EUSR ``.pb`` graph, an
+ESRGAN / BasicSR ``.pth``, converted in memory), or ``results:<folder>``: SR images made
+elsewhere (e.g. a paper's released outputs), matched to the HR images by name with the usual
+suffixes stripped (``_x4``, ``_SR``, ``_SRGAN-VGG54``, ``_4pp_eusr``...; the list is in
+docs/evaluation.md) and scored with the same protocol; a missing, extra or mis-sized file is an
+error, or with --skip-mismatched a counted skip. ``LABEL=PATH`` names the row. Data: a folder (HR
 images only, ``HR/`` + ``LR_bicubic/X<s>/``, or ``image_SRF_<s>/``) or ``skimage`` (the
 embedded held-out photographs). As 4PP-EUSR section 5, metrics are on the Y channel with 4
 pixels cropped at each border (LPIPS: RGB, same crop). Writes, under --out, per dataset
@@ -30,7 +35,7 @@ import logging
 import sys
 from pathlib import Path
 
-from eusr_perceptual.cli.errors import UsageError, prepare_output_folder, reports_usage_errors
+from eusr_perceptual.cli.errors import UsageError, non_negative_int, prepare_output_folder, reports_usage_errors
 from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS
 
 
@@ -40,8 +45,8 @@ REPORT_IMAGES = 3
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", required=True, metavar="[LABEL=]PATH|bicubic",
-                        help="an upscaler to score (repeatable)")
+    parser.add_argument("--model", action="append", required=True, metavar="[LABEL=]PATH|bicubic|results:FOLDER",
+                        help="an upscaler to score, or a folder of SR images made elsewhere (repeatable)")
     parser.add_argument("--data", action="append", required=True, metavar="FOLDER|skimage",
                         help="a benchmark folder (repeatable)")
     parser.add_argument("--scale", type=int, choices=(2, 4, 8), default=4, help="upscaling factor (default 4)")
@@ -58,10 +63,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                     "(bicubic | each model | HR, zoomed on the most textured region)")
     parser.add_argument("--report", action="store_true", help="write report.html: tables, plot and a comparison slider "
                                                                "per --crops image (default: the first 3 of each dataset)")
-    parser.add_argument("--tile", type=int, default=128, help="LR tile size for model inference (0: whole image)")
-    parser.add_argument("--overlap", type=int, default=32, help="LR context pixels around each tile")
+    parser.add_argument("--tile", type=non_negative_int, default=128, help="LR tile size for model inference (0: whole image)")
+    parser.add_argument("--overlap", type=non_negative_int, default=32, help="LR context pixels around each tile")
     parser.add_argument("--self-ensemble", action="store_true", help="8-way geometric self-ensemble for models")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--skip-mismatched", action="store_true",
+                        help="a results: folder's missing, extra or mis-sized file is a counted skip, not an error")
     return parser.parse_args(argv)
 
 
@@ -70,10 +77,15 @@ def model_specs(args: argparse.Namespace) -> list[tuple[str, str]]:
     checked (exists, can hold a model) without loading anything."""
     from eusr_perceptual.models.loading import check_model_path
 
+    from eusr_perceptual.data.images import check_folder
+    from eusr_perceptual.evaluation.results import RESULTS_PREFIX
+
     specs = []
     for spec in args.model:
         label, _, path = spec.rpartition("=")
-        if path != "bicubic":
+        if path.startswith(RESULTS_PREFIX):
+            check_folder(path[len(RESULTS_PREFIX):], "result folder")
+        elif path != "bicubic":
             check_model_path(path)
         specs.append((label, path))
     return specs
@@ -81,6 +93,7 @@ def model_specs(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def build_methods(args: argparse.Namespace, specs: list[tuple[str, str]]) -> list:
     """One Method per (model, route); bicubic once."""
+    from eusr_perceptual.evaluation.results import RESULTS_PREFIX, ResultFolder
     from eusr_perceptual.evaluation.runner import Method
     from eusr_perceptual.models.loading import load_generator
 
@@ -91,6 +104,10 @@ def build_methods(args: argparse.Namespace, specs: list[tuple[str, str]]) -> lis
     for label, path in specs:
         if path == "bicubic":
             methods.append(Method(label or "bicubic", route=f"x{args.scale}"))
+            continue
+        if path.startswith(RESULTS_PREFIX):
+            folder = ResultFolder.open(path[len(RESULTS_PREFIX):])
+            methods.append(Method(label or folder.folder.name, route=f"x{args.scale}", results=folder))
             continue
         model = load_generator(path)
         label = label or (Path(path).parent.name if Path(path).name.isdigit() else Path(path).stem)
@@ -127,7 +144,7 @@ def main(argv=None) -> int:
     for benchmark in benchmarks:
         keep = crops or ([image.name for image in benchmark.images[:REPORT_IMAGES]] if args.report else [])
         result = evaluate_dataset(benchmark, methods, lpips=lpips, keep=keep, progress=not args.quiet,
-                                  lr_convention=args.lr_convention)
+                                  lr_convention=args.lr_convention, skip_mismatched=args.skip_mismatched)
         rows = summarize(result)
         summaries[benchmark.name] = rows
         stem = args.out / f"{benchmark.name}_x{args.scale}"

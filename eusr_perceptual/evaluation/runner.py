@@ -20,8 +20,9 @@ import numpy as np
 
 from eusr_perceptual.data.images import SkipReport, UnreadableImageError
 from eusr_perceptual.evaluation.benchmarks import Benchmark, load_pair, lr_description
+from eusr_perceptual.evaluation.results import ResultFolder, ResultsMismatchError
 from eusr_perceptual.inference import check_route, make_tile_function, route_factor, upscale_image
-from eusr_perceptual.metrics.fidelity import psnr, ssim
+from eusr_perceptual.metrics.fidelity import SSIM_WINDOW_SIZE, psnr, ssim
 from eusr_perceptual.metrics.niqe import niqe
 from eusr_perceptual.metrics.vif import vifp
 from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS, imresize_uint8
@@ -34,7 +35,8 @@ BORDER = 4
 
 @dataclass
 class Method:
-    """An upscaler to score: MATLAB bicubic (``model=None``) or a generator along a route."""
+    """An upscaler to score: MATLAB bicubic (``model=None``), a generator along a route, or
+    the SR images of a result folder (``results``, :mod:`.results`; route ``x<scale>``)."""
 
     label: str
     route: str = "x4"
@@ -42,6 +44,7 @@ class Method:
     tile: int | None = 128
     overlap: int = 32
     self_ensemble: bool = False
+    results: ResultFolder | None = None
     _tile_function: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
@@ -123,6 +126,12 @@ def _score(sr: np.ndarray, hr: np.ndarray, lpips) -> tuple[float, float, float, 
     return psnr(sr, hr, BORDER), ssim(sr, hr, BORDER), niqe_value, lpips_value, vif_value
 
 
+def scorable_side(lpips=None) -> int:
+    """The smallest HR side an image may have: the border crop on both sides, then SSIM's
+    window (and LPIPS' backbone when LPIPS is scored) must fit."""
+    return 2 * BORDER + max(SSIM_WINDOW_SIZE, lpips.min_side if lpips is not None else 0)
+
+
 def evaluate_dataset(
     benchmark: Benchmark,
     methods: Sequence[Method],
@@ -130,11 +139,17 @@ def evaluate_dataset(
     keep: Sequence[str] = (),
     progress: bool = True,
     lr_convention: str = DEFAULT_RESIZE_CONVENTION,
+    skip_mismatched: bool = False,
 ) -> DatasetResult:
     """Scores every method on every image of ``benchmark``, with a progress bar.
 
-    All methods must share one scale. Unreadable images and LR/HR pairs that do not fit are
-    skipped, logged and counted in the result's ``skips``. SR images of the images named in
+    A result-folder method's files must match the images one to one, at the HR size: a
+    missing, extra or mis-sized file is a :class:`~.results.ResultsMismatchError`, or with
+    ``skip_mismatched`` a counted skip (the image, for all methods; an extra file, alone).
+
+    All methods must share one scale. Unreadable images, LR/HR pairs that do not fit and
+    images too small to score (:func:`scorable_side`) are skipped, logged and counted in the
+    result's ``skips``. SR images of the images named in
     ``keep`` are kept for figures. ``lr_convention`` (one of
     :data:`~eusr_perceptual.resize.RESIZE_CONVENTIONS`) makes the LR images a dataset does
     not ship and the bicubic baseline.
@@ -145,14 +160,27 @@ def evaluate_dataset(
     if len(scales) != 1:
         raise ValueError(f"methods of one evaluation must share a scale, got {sorted(scales)}")
     scale = scales.pop()
-    skips, scores, kept = SkipReport(), [], {}
+    skips, scores, kept, smallest = SkipReport(), [], {}, scorable_side(lpips)
+    supplied_by = [method for method in methods if method.results is not None]
+    for method in supplied_by:
+        for extra in method.results.extra_files([image.name for image in benchmark.images]):
+            message = f"{method.label}: {extra} matches no image of {benchmark.name}"
+            if not skip_mismatched:
+                raise ResultsMismatchError(message)
+            skips.skip(str(extra), message)
     if progress:
         print(f"{benchmark.name} (x{scale}, {benchmark.layout}): {len(benchmark.images)} images, {len(methods)} methods")
     bar = keras.utils.Progbar(len(benchmark.images) * len(methods), unit_name="image") if progress else None
     for image in benchmark.images:
         try:
             lr, hr = load_pair(image, scale, lr_convention)
+            if min(hr.shape[:2]) < smallest:
+                raise ValueError(f"{hr.shape[1]}x{hr.shape[0]} is too small to score: the {BORDER}-px border crop "
+                                 f"leaves less than the {smallest - 2 * BORDER} px the metrics need")
+            supplied = {method.label: method.results.load(image.name, hr.shape) for method in supplied_by}
         except (UnreadableImageError, FileNotFoundError, ValueError) as error:
+            if isinstance(error, ResultsMismatchError) and not skip_mismatched:
+                raise
             skips.skip(str(image.hr_path), str(error))
             if bar:
                 bar.add(len(methods))
@@ -160,7 +188,7 @@ def evaluate_dataset(
         if image.name in keep:
             kept[image.name] = {"LR": lr, "HR": hr}
         for method in methods:
-            sr = method.upscale(lr, lr_convention)
+            sr = supplied[method.label] if method.results is not None else method.upscale(lr, lr_convention)
             scores.append(ImageScores(benchmark.name, method.label, image.name, *_score(sr, hr, lpips)))
             if image.name in keep:
                 kept[image.name][method.label] = sr

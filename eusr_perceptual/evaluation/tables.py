@@ -33,7 +33,7 @@ def table_notes(rows: Sequence[SummaryRow], lpips_reason: str | None, skipped: i
     if any(row.niqe_images < row.images for row in rows):
         notes.append("NIQE (k): mean over the k images of at least 96x96 pixels after the 4-px crop")
     if skipped:
-        notes.append(f"{skipped} image(s) skipped (unreadable or LR/HR mismatch; see the log)")
+        notes.append(f"{skipped} image(s) skipped (unreadable, LR/HR mismatch, too small to score or not matching a result folder; see the log)")
     return notes
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-__all__ = ["BACKBONE_CONVS", "CHANNELS", "LPIPS", "LPIPSUnavailable", "build_backbone", "load_lpips"]
+__all__ = ["BACKBONE_CONVS", "CHANNELS", "LPIPS", "LPIPSUnavailable", "MIN_SIDE", "build_backbone", "load_lpips"]
 
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
@@ -35,6 +35,9 @@ _EPS = 1e-10
 
 #: Channels of the 5 tapped layers.
 CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
+#: The smallest image side each backbone's pooling accepts (measured: AlexNet fails at 30 px and
+#: runs at 31, VGG16 fails at 15 and runs at 16; a smaller image can abort the process).
+MIN_SIDE = {"alex": 31, "vgg": 16}
 #: Convolutions of each backbone, in torchvision order, with the name used in weight files.
 BACKBONE_CONVS = {
     "alex": ("conv1", "conv2", "conv3", "conv4", "conv5"),
@@ -86,7 +89,8 @@ def build_backbone(net: str) -> keras.Model:
 class LPIPS:
     """LPIPS distance with loaded weights; ``lpips(x0, x1)`` -> float32 ``[B]``.
 
-    Inputs are RGB ``[B, H, W, 3]`` (or ``[H, W, 3]``) in [0, 255], uint8 or float.
+    Inputs are RGB ``[B, H, W, 3]`` (or ``[H, W, 3]``) in [0, 255], uint8 or float, of at least
+    :attr:`min_side` pixels per side (ValueError otherwise).
     """
 
     def __init__(self, net: str, backbone: keras.Model, linear: list[np.ndarray]):
@@ -108,8 +112,15 @@ class LPIPS:
             total += tf.reduce_mean(tf.reduce_sum(tf.square(f0 - f1) * weight, axis=-1), axis=[1, 2])
         return total
 
+    @property
+    def min_side(self) -> int:
+        return MIN_SIDE[self.net]
+
     def __call__(self, x0, x1) -> tf.Tensor:
         x0, x1 = (tf.cast(tf.convert_to_tensor(x), tf.float32) for x in (x0, x1))
+        if min(x0.shape[-3:-1]) < self.min_side:
+            raise ValueError(f"LPIPS-{self.net} needs images of at least {self.min_side} px per side, "
+                             f"got {x0.shape[-2]}x{x0.shape[-3]}")
         if x0.shape.rank == 3:
             return self._distance(x0[None], x1[None])[0]
         return self._distance(x0, x1)
