@@ -50,14 +50,15 @@ _WEIGHT = re.compile(r"generator/.+/(?:kernel|bias)")
 
 def _read_graph_def(path: Path, source: str):
     import tensorflow as tf
-    from google.protobuf.message import DecodeError
 
     if path.name == "saved_model.pb":
         raise WeightsImportError(f"{source} is a SavedModel's graph: give its folder, not the .pb inside")
     graph_def = tf.compat.v1.GraphDef()
     try:
         graph_def.ParseFromString(path.read_bytes())
-    except (DecodeError, RuntimeWarning) as error:
+    except Exception as error:  # protobuf's DecodeError (protobuf comes with TensorFlow and is not declared)
+        if type(error).__name__ != "DecodeError":
+            raise
         raise WeightsImportError(f"{source} is not a TensorFlow GraphDef: {error}") from error
     return graph_def
 
