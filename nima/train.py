@@ -26,7 +26,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from eusr_perceptual.training.runs import RunOptions, fit_run, write_json_atomically
+from eusr_perceptual.training.runs import RunOptions, fit_run
+from eusr_perceptual.files import write_json_atomically
 from eusr_perceptual.training.strategy import worker_write_dir
 from nima.config import NimaConfig, Phase
 from nima.datasets.common import ScoreDataset

@@ -436,7 +436,7 @@ def test_a_second_preparation_of_the_same_folder_is_refused(folder, tmp_path, mo
 
 def test_metadata_files_get_the_umask_permissions(folder, tmp_path):
     """Like the shards: 0o666 less the umask (mkstemp gave the JSON files 0o600)."""
-    from eusr_perceptual.training.runs import write_json_atomically
+    from eusr_perceptual.files import write_json_atomically
 
     previous = os.umask(0o027)
     try:

@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from eusr_perceptual.cli.errors import PathUsageError, UsageError, ValueUsageError, reports_usage_errors
+from eusr_perceptual.errors import PathUsageError, UsageError, ValueUsageError
+from eusr_perceptual.cli.errors import reports_usage_errors
 from eusr_perceptual.data.sources import EmptySourceError, load_training_images
 from eusr_perceptual.export import CHANNELS_MESSAGE, export_savedmodel
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig

@@ -19,7 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from eusr_perceptual.cli.errors import UsageError, reports_usage_errors
+from eusr_perceptual.errors import UsageError
+from eusr_perceptual.cli.errors import reports_usage_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:

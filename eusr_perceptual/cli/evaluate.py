@@ -35,7 +35,9 @@ import logging
 import sys
 from pathlib import Path
 
-from eusr_perceptual.cli.errors import UsageError, non_negative_int, prepare_output_folder, reports_usage_errors
+from eusr_perceptual.errors import UsageError
+from eusr_perceptual.cli.errors import non_negative_int, reports_usage_errors
+from eusr_perceptual.files import prepare_output_folder
 from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS
 
 

@@ -26,7 +26,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from eusr_perceptual.cli.errors import PathUsageError, UsageError, prepare_output_folder, reports_usage_errors
+from eusr_perceptual.errors import PathUsageError, UsageError
+from eusr_perceptual.cli.errors import non_negative_int, reports_usage_errors
+from eusr_perceptual.files import prepare_output_folder
 
 
 def parse_args(argv=None) -> argparse.Namespace:

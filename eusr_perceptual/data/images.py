@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from eusr_perceptual.cli.errors import PathUsageError
+from eusr_perceptual.errors import PathUsageError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from eusr_perceptual.cli.errors import ValueUsageError
+from eusr_perceptual.errors import ValueUsageError
 from eusr_perceptual.data.images import (
     SkipReport, UnreadableImageError, header_size, list_image_files, load_many, load_rgb8,
 )

@@ -73,7 +73,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from eusr_perceptual.cli.errors import PathUsageError, ValueUsageError, prepare_output_folder
+from eusr_perceptual.errors import PathUsageError, ValueUsageError
+from eusr_perceptual.files import prepare_output_folder
 from eusr_perceptual.data.images import SkipReport, UnreadableImageError, load_rgb8
 from eusr_perceptual.data.patches import PatchSampler, make_lr
 from eusr_perceptual.data.sources import (
@@ -85,7 +86,7 @@ from eusr_perceptual.data.store_integrity import (
     manifest_digest, plan_key, sample_sha256, shard_name, shard_pixels,
 )
 from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS
-from eusr_perceptual.training.runs import write_json_atomically
+from eusr_perceptual.files import write_json_atomically
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from eusr_perceptual.cli.errors import ValueUsageError
+from eusr_perceptual.errors import ValueUsageError
 
 #: Blocks of the sample checksum of a shard, and their size: at most 1 MiB read per shard at open.
 SAMPLE_BLOCKS = 16

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eusr_perceptual.cli.errors import PathUsageError
+from eusr_perceptual.errors import PathUsageError
 from eusr_perceptual.data.images import check_folder, list_image_files, load_rgb8
 from eusr_perceptual.data.patches import make_lr
 from eusr_perceptual.data.sources import lr_size_mismatch, skimage_photograph_paths

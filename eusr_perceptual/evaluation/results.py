@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from eusr_perceptual.cli.errors import ValueUsageError
+from eusr_perceptual.errors import ValueUsageError
 from eusr_perceptual.data.images import check_folder, list_image_files, load_rgb8
 
 __all__ = ["RESULTS_PREFIX", "SUFFIXES", "ResultFolder", "ResultsMismatchError", "base_name"]

@@ -26,7 +26,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from eusr_perceptual.cli.errors import PathUsageError
+from eusr_perceptual.errors import PathUsageError
 from eusr_perceptual.importers.weights import WeightsImportError
 
 __all__ = ["ARCHES", "GRAPH_SUFFIXES", "IMPORTABLE_SUFFIXES", "Imported", "WeightsImportError", "import_network",

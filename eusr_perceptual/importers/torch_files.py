@@ -34,7 +34,7 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
-from eusr_perceptual.cli.errors import PathUsageError, ValueUsageError
+from eusr_perceptual.errors import PathUsageError, ValueUsageError
 
 __all__ = ["MAX_ELEMENTS", "MAX_EXPANSION", "TorchFileError", "read_torch_state_dict"]
 

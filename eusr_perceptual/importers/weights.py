@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-from eusr_perceptual.cli.errors import ValueUsageError
+from eusr_perceptual.errors import ValueUsageError
 
 __all__ = ["Target", "WeightsImportError", "as_is", "assign_weights", "torch_conv", "torch_linear", "vector_permuted"]
 

@@ -20,7 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
-from eusr_perceptual.cli.errors import ValueUsageError
+from eusr_perceptual.errors import ValueUsageError
 from eusr_perceptual.importers.torch_files import MAX_ELEMENTS, MAX_EXPANSION, TorchFileError, read_torch_state_dict
 from eusr_perceptual.metrics.lpips import BACKBONE_CONVS, CHANNELS
 

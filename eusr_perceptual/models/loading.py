@@ -33,7 +33,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from eusr_perceptual.cli.errors import PathUsageError, ValueUsageError
+from eusr_perceptual.errors import PathUsageError, ValueUsageError
 
 __all__ = ["PROVENANCE_ENTRY", "GeneratorLoadError", "SavedModelGenerator", "check_model_path", "float_signature_name",
            "load_generator", "read_provenance"]

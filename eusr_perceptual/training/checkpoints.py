@@ -24,7 +24,7 @@ from typing import Any
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from eusr_perceptual.cli.errors import UsageError
+from eusr_perceptual.errors import UsageError
 
 #: The attribute of the run checkpoint under which :func:`model_state` is stored.
 STATE_KEY = "model_state"

@@ -33,8 +33,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +41,8 @@ from typing import Any, Callable, Iterable
 import keras
 import tensorflow as tf
 
-from eusr_perceptual.cli.errors import UsageError
+from eusr_perceptual.errors import UsageError
+from eusr_perceptual.files import write_json_atomically
 from eusr_perceptual.training.checkpoints import restore_run_checkpoint, run_checkpoint
 from eusr_perceptual.training.strategy import keras_fit_context, per_replica_batches, worker_write_dir
 
@@ -82,20 +81,6 @@ class RunOptions:
     @property
     def epochs(self) -> int:
         return self.total_steps // self.checkpoint_every
-
-
-def write_json_atomically(path: Path, payload: Any) -> None:
-    """Writes JSON to a temporary file in the same folder, then renames it over ``path``.
-
-    The file gets the permissions the umask gives any new file (``0o666 & ~umask``, as the
-    stores' shards and the checkpoints), not ``tempfile.mkstemp``'s 0600, so that a store or
-    run folder shared with other users stays readable by them.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    with open(temporary, "x") as stream:  # O_CREAT | O_EXCL, mode 0o666 less the umask
-        json.dump(payload, stream, indent=2, default=str)
-    os.replace(temporary, path)
 
 
 def config_to_dict(config: Any) -> Any:

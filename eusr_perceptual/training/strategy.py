@@ -38,7 +38,7 @@ from typing import Callable, Iterator
 import keras
 import tensorflow as tf
 
-from eusr_perceptual.cli.errors import ValueUsageError
+from eusr_perceptual.errors import ValueUsageError
 from eusr_perceptual.training import STRATEGIES
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eusr_perceptual.cli.errors import PathUsageError, ValueUsageError
+from eusr_perceptual.errors import PathUsageError, ValueUsageError
 from eusr_perceptual.data.images import SkipReport
 from nima.config import SCORE_BINS
 
