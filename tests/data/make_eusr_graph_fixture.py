@@ -27,10 +27,15 @@ LR input of 6 x 5: ``sr_output`` for ``sr_input_scale`` 2, 4, 8 and the single-p
 x2, x4, x8 inside the graph (the first, third and fourth generator calls).
 
     python tests/data/make_eusr_graph_fixture.py    # rewrites both files in tests/data/
+    python tests/data/make_eusr_graph_fixture.py --paper-size --out /tmp/full
+        # the paper's size (64 channels, 32 shared blocks, 6.3M parameters; weights N(0, 0.25 / fan_in)
+        # so that 32 blocks keep image-like values), as a plain 4pp_eusr_paper_size.pb, 12 x 10 input; for
+        # benchmarks/import_fidelity.py (not committed)
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import math
 from pathlib import Path
@@ -48,7 +53,8 @@ SEED = 22
 def conv2d(x, filters: int, kernel: int):
     """``tf.layers.conv2d(x, filters, kernel, padding='same')`` with its variable names."""
     with tf1.variable_scope(None, default_name="conv2d"):
-        init = tf1.random_normal_initializer(stddev=0.1, seed=None)
+        fan_in = kernel * kernel * int(x.shape[-1])
+        init = tf1.random_normal_initializer(stddev=0.1 if CHANNELS == 4 else 0.5 * fan_in**-0.5, seed=None)
         weights = tf1.get_variable("kernel", [kernel, kernel, x.shape[-1], filters], initializer=init)
         bias = tf1.get_variable("bias", [filters], initializer=init)
         return tf.nn.bias_add(tf.nn.conv2d(x, weights, 1, "SAME"), bias)
@@ -133,16 +139,29 @@ def run_graph(graph_def, fetches: list[str], lr: np.ndarray, scale: float) -> li
 
 
 def main() -> None:
+    global CHANNELS, SHARED_BLOCKS
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--paper-size", action="store_true", help="64 channels, 32 shared blocks, plain .pb")
+    parser.add_argument("--out", type=Path, default=HERE, help="output folder (default: tests/data)")
+    args = parser.parse_args()
+    if args.paper_size:
+        CHANNELS, SHARED_BLOCKS = 64, 32
+    args.out.mkdir(parents=True, exist_ok=True)
     tf1.disable_v2_behavior()
     frozen, single_pass = build_and_freeze()
-    with gzip.GzipFile(HERE / "tiny_4pp_eusr.pb.gz", "wb", mtime=0) as stream:
-        stream.write(frozen.SerializeToString())
-    lr = np.random.default_rng(SEED).uniform(0, 255, (1, 6, 5, 3)).astype(np.float32)
+    if args.paper_size:
+        (args.out / "4pp_eusr_paper_size.pb").write_bytes(frozen.SerializeToString())
+    else:
+        with gzip.GzipFile(args.out / "tiny_4pp_eusr.pb.gz", "wb", mtime=0) as stream:
+            stream.write(frozen.SerializeToString())
+    shape = (1, 12, 10, 3) if args.paper_size else (1, 6, 5, 3)
+    lr = np.random.default_rng(SEED).uniform(0, 255, shape).astype(np.float32)
     arrays = {"lr": lr}
     for scale in SCALES:
         sr_output, path_output = run_graph(frozen, ["sr_output:0", single_pass[scale]], lr, float(scale))
         arrays[f"sr_output_{scale}"], arrays[f"x{scale}"] = sr_output, path_output
-    np.savez_compressed(HERE / "tiny_4pp_eusr_outputs.npz", **arrays)
+    np.savez_compressed(args.out / ("4pp_eusr_paper_size_outputs.npz" if args.paper_size else "tiny_4pp_eusr_outputs.npz"),
+                        **arrays)
     print({name: value.shape for name, value in arrays.items()}, "single-pass tensors:", single_pass)
 
 

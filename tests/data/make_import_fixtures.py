@@ -25,10 +25,14 @@ dense blocks' convs as drawn, not scaled by 0.1, so that every block changes the
 float32 [0, 255]) or the logits (discriminator).
 
     python tests/data/make_import_fixtures.py    # rewrites the files in tests/data/
+    python tests/data/make_import_fixtures.py --full-size --out /tmp/full
+        # the released sizes (RRDBNet 64 / 23 / 32, MSRResNet 64 / 16, discriminator 64 on 128 x 128,
+        # linear1 100 units), 16 x 16 LR input; for benchmarks/import_fidelity.py (not committed)
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -185,35 +189,43 @@ def outputs(net: nn.Module, images: np.ndarray, generator_output: bool = True) -
     return (255.0 * y.permute(0, 2, 3, 1)).numpy() if generator_output else y.numpy()
 
 
-def save(state, name: str, legacy: bool = False) -> None:
-    torch.save(state, HERE / name, _use_new_zipfile_serialization=not legacy)
-
-
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full-size", action="store_true", help="the released networks' sizes")
+    parser.add_argument("--out", type=Path, default=HERE, help="output folder (default: tests/data)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    full = args.full_size
+    sizes = {"rrdbnet": (64, 23, 32) if full else (4, 2, 2), "msrresnet": (64, 16) if full else (4, 2),
+             "vgg_style": (64, 4, 100) if full else (2, 2, 8)}
+
+    def save(state, name: str, legacy: bool = False) -> None:
+        torch.save(state, args.out / name, _use_new_zipfile_serialization=not legacy)
+
     torch.manual_seed(SEED)
     generator = torch.Generator().manual_seed(SEED)
     rng = np.random.default_rng(SEED)
-    lr = rng.integers(0, 256, (1, 7, 9, 3), dtype=np.uint8)
-    hr = rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    lr = rng.integers(0, 256, (1, 16, 16, 3) if full else (1, 7, 9, 3), dtype=np.uint8)
+    hr = rng.integers(0, 256, (1, 128, 128, 3) if full else (1, 64, 64, 3), dtype=np.uint8)
     arrays = {"lr": lr, "hr": hr}
 
-    ema, params = RRDBNet(), RRDBNet()
+    ema, params = RRDBNet(*sizes["rrdbnet"]), RRDBNet(*sizes["rrdbnet"])
     arrays["rrdbnet_params_ema"], arrays["rrdbnet_params"] = outputs(ema, lr), outputs(params, lr)
     save({"params": params.state_dict(), "params_ema": ema.state_dict()}, "rrdbnet_basicsr.pth")
-    save(esrgan_legacy_names(ema.state_dict(), blocks=2), "rrdbnet_esrgan_legacy.pth", legacy=True)
+    save(esrgan_legacy_names(ema.state_dict(), blocks=sizes["rrdbnet"][1]), "rrdbnet_esrgan_legacy.pth", legacy=True)
     save(esrgan_repo_names(ema.state_dict()), "rrdbnet_esrgan.pth")
 
     for scale, legacy in ((4, False), (3, True)):
-        net = MSRResNet(scale=scale)
+        net = MSRResNet(*sizes["msrresnet"], scale=scale)
         arrays[f"msrresnet_x{scale}"] = outputs(net, lr)
         save(net.state_dict() if legacy else {"params": net.state_dict()}, f"msrresnet_basicsr_x{scale}.pth", legacy)
 
-    discriminator = VGGStyleDiscriminator()
+    discriminator = VGGStyleDiscriminator(*sizes["vgg_style"])
     randomize_bn(discriminator, generator)
     arrays["vgg_style"] = outputs(discriminator, hr, generator_output=False)
     save({"params": discriminator.state_dict()}, "vgg_style_basicsr.pth")
 
-    np.savez_compressed(HERE / "import_fixture_outputs.npz", **arrays)
+    np.savez_compressed(args.out / "import_fixture_outputs.npz", **arrays)
     print({name: value.shape for name, value in arrays.items()})
 
 
