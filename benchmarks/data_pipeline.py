@@ -107,7 +107,7 @@ def cached_gib(store: Path) -> float | None:
 
 
 def phase_pipeline(data: str, batches: int) -> dict:
-    from eusr_perceptual.data.sources import make_sampler
+    from eusr_perceptual.data.samplers import make_sampler
 
     results = {"store_cached_gib": cached_gib(Path(data[len("store:"):])) if data.startswith("store:") else None}
     for name, setting in SETTINGS.items():
@@ -128,7 +128,7 @@ def phase_pipeline(data: str, batches: int) -> dict:
 def phase_train(data: str, steps: int, run_dir: str) -> dict:
     import keras
 
-    from eusr_perceptual.data.sources import make_sampler
+    from eusr_perceptual.data.samplers import make_sampler
     from eusr_perceptual.models.eusr import EUSR, EUSRConfig
     from eusr_perceptual.training.pretrain import MultiScalePretrainer
     from eusr_perceptual.training.runs import RunOptions, fit_run
@@ -243,7 +243,8 @@ def main() -> None:
         # for the GIL inside numpy_function can block interpreter exit.
         os._exit(0)
 
-    from eusr_perceptual.data.store import StoreSettings, prepare_store
+    from eusr_perceptual.data.store import StoreSettings
+    from eusr_perceptual.data.store_prepare import prepare_store
 
     folder, store = args.work / "images", args.work / "store"
     if args.formats_only:

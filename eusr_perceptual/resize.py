@@ -365,3 +365,15 @@ def imresize_tf(
         resized = tf.cond(h_first, h_then_w, w_then_h)
     resized = tf.cast(resized, out_dtype)
     return resized if rank == 4 else resized[0]
+
+
+def make_lr(hr: np.ndarray, scale: int, convention: str = DEFAULT_RESIZE_CONVENTION) -> np.ndarray:
+    """The MATLAB-bicubic LR of uint8 ``hr`` after cropping it to a multiple of ``scale`` (uint8).
+
+    ``convention`` is one of :data:`~eusr_perceptual.resize.RESIZE_CONVENTIONS`: ``"double"``
+    (resize in double, round once, as BasicSR's ``generate_bicubic_img.m``; reproduces
+    4PP-EUSR Table 2) or ``"uint8"`` (MATLAB's native uint8 ``imresize``, rounding after each
+    pass); see :func:`~eusr_perceptual.resize.imresize_uint8`.
+    """
+    height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+    return imresize_uint8(hr[:height, :width], 1.0 / scale, convention)

@@ -8,13 +8,11 @@ import tensorflow as tf
 from PIL import Image
 
 from eusr_perceptual.data.images import SkipReport, UnreadableImageError, load_rgb8, to_rgb8
-from eusr_perceptual.data.patches import PatchSampler, augment_into, make_lr
-from eusr_perceptual.data.sources import (
-    EmptySourceError,
-    TrainingImage,
-    load_training_images,
-    with_downscaled_copies,
-)
+from eusr_perceptual.data.patches import PatchSampler, augment_into
+from eusr_perceptual.resize import make_lr
+from eusr_perceptual.data.images import EmptySourceError, TrainingImage
+from eusr_perceptual.data.samplers import load_training_images
+from eusr_perceptual.data.sources import with_downscaled_copies
 from eusr_perceptual.resize import imresize
 
 

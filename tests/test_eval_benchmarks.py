@@ -10,7 +10,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from eusr_perceptual.data.patches import make_lr
+from eusr_perceptual.resize import make_lr
 from eusr_perceptual.evaluation.benchmarks import discover_benchmark, load_pair
 from eusr_perceptual.evaluation.plots import most_textured_box
 from eusr_perceptual.evaluation.runner import Method, SummaryRow, evaluate_dataset, summarize

@@ -17,7 +17,7 @@ from eusr_perceptual.data.images import (
     read_image,
     to_rgb8,
 )
-from eusr_perceptual.data.sources import load_training_images
+from eusr_perceptual.data.samplers import load_training_images
 from eusr_perceptual.evaluation.benchmarks import BenchmarkImage, load_pair
 from nima.preprocessing import ImageDecoder
 

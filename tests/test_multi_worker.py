@@ -26,7 +26,7 @@ def pretrain(run_dir, store, steps, initial_weights, strategy):
     """A tiny EUSR pre-training (the real trainer and run loop) from a store; its final weights."""
     import keras
 
-    from eusr_perceptual.data.sources import make_sampler
+    from eusr_perceptual.data.samplers import make_sampler
     from eusr_perceptual.models.eusr import EUSR, EUSRConfig
     from eusr_perceptual.training.pretrain import MultiScalePretrainer
     from eusr_perceptual.training.runs import RunOptions, fit_run
@@ -128,7 +128,8 @@ def test_two_workers_match_one_process_and_resume_exactly(tmp_path):
     import tensorflow as tf
     from PIL import Image
 
-    from eusr_perceptual.data.store import StoreSettings, prepare_store
+    from eusr_perceptual.data.store import StoreSettings
+    from eusr_perceptual.data.store_prepare import prepare_store
     from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 
     rng = np.random.default_rng(0)
@@ -149,7 +150,7 @@ def test_two_workers_match_one_process_and_resume_exactly(tmp_path):
     _launch_two_workers(tmp_path, tmp_path / "multi", store, 2, initial)
     (chief, chief_rows), (other, other_rows) = _launch_two_workers(tmp_path, tmp_path / "multi", store, 4, initial)
 
-    from eusr_perceptual.data.sources import make_sampler
+    from eusr_perceptual.data.samplers import make_sampler
 
     global_lr = make_sampler(f"store:{store}", CONFIG["scales"], PATCH, BATCH, seed=0).batch(0)[0]
     np.testing.assert_array_equal(chief_rows, global_lr[:2])  # each worker its half of the global batch
@@ -174,7 +175,7 @@ def _worker_main(job):
     from eusr_perceptual.training.strategy import make_strategy, per_replica_batches
 
     strategy = make_strategy("multi-worker")  # before any other TensorFlow op (and import)
-    from eusr_perceptual.data.sources import make_sampler
+    from eusr_perceptual.data.samplers import make_sampler
 
     sampler = make_sampler(f"store:{job['store']}", CONFIG["scales"], PATCH, BATCH, seed=0)
     lr, _ = next(iter(per_replica_batches(strategy, sampler.dataset, 0)))

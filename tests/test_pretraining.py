@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from eusr_perceptual.configs.base import apply_changes
 from eusr_perceptual.data.patches import PatchSampler
-from eusr_perceptual.data.sources import TrainingImage
+from eusr_perceptual.data.images import TrainingImage
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.resize import imresize
 from eusr_perceptual.training.pretrain import (

@@ -10,7 +10,7 @@ import numpy as np
 import skimage
 from PIL import Image
 
-from eusr_perceptual.data.patches import make_lr
+from eusr_perceptual.resize import make_lr
 from eusr_perceptual.resize import imresize_uint8
 
 REPO = Path(__file__).resolve().parents[1]

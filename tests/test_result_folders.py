@@ -11,7 +11,7 @@ import skimage
 from PIL import Image
 
 from eusr_perceptual.cli import evaluate
-from eusr_perceptual.data.patches import make_lr
+from eusr_perceptual.resize import make_lr
 from eusr_perceptual.evaluation.results import base_name
 from eusr_perceptual.resize import imresize_uint8
 

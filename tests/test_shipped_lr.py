@@ -8,7 +8,8 @@ from PIL import Image
 
 from eusr_perceptual.cli import prepare
 from eusr_perceptual.data.images import header_size, load_rgb8
-from eusr_perceptual.data.sources import MisfitLRError, load_training_images, make_sampler
+from eusr_perceptual.data.sources import MisfitLRError
+from eusr_perceptual.data.samplers import load_training_images, make_sampler
 
 
 def _save(path, height, width, seed=0, **options):

@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 
 from eusr_perceptual.cli import prepare
-from eusr_perceptual.data import store as store_module
-from eusr_perceptual.data.patches import PatchSampler, augment_into, make_lr
-from eusr_perceptual.data.sources import load_training_images, make_sampler
-from eusr_perceptual.data.store import (
-    STORE_VERSION, StoreError, StoreSampler, StoreSettings, open_store, prepare_store, sub_image_positions,
-)
+from eusr_perceptual.data import store_prepare as store_module
+from eusr_perceptual.data.patches import PatchSampler, augment_into
+from eusr_perceptual.resize import make_lr
+from eusr_perceptual.data.samplers import load_training_images, make_sampler
+from eusr_perceptual.data.store import STORE_VERSION, StoreError, StoreSampler, StoreSettings, open_store
+from eusr_perceptual.data.store_prepare import prepare_store, sub_image_positions
 from eusr_perceptual.data.store_integrity import DamagedStoreError
 
 SCALES = (2, 4)

@@ -9,7 +9,8 @@ from PIL import Image
 
 from eusr_perceptual.errors import PathUsageError, UsageError, ValueUsageError
 from eusr_perceptual.cli.errors import reports_usage_errors
-from eusr_perceptual.data.sources import EmptySourceError, load_training_images
+from eusr_perceptual.data.images import EmptySourceError
+from eusr_perceptual.data.samplers import load_training_images
 from eusr_perceptual.export import CHANNELS_MESSAGE, export_savedmodel
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.models.loading import GeneratorLoadError, check_model_path, load_generator

@@ -58,7 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from eusr_perceptual.data.store import StoreSettings, open_store, prepare_store
+    from eusr_perceptual.data.store import StoreSettings, open_store
+    from eusr_perceptual.data.store_prepare import prepare_store
 
     if not args.sources:
         store = open_store(args.out, check_sources=False)

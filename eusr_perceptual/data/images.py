@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from eusr_perceptual.errors import PathUsageError
+from eusr_perceptual.errors import PathUsageError, ValueUsageError
 
 log = logging.getLogger(__name__)
 
@@ -246,3 +246,16 @@ def load_many(
             else:
                 loaded.append((path, image))
     return loaded
+
+
+class EmptySourceError(ValueUsageError):
+    """A data source produced no usable image (a usage error: one line, exit status 2)."""
+
+
+@dataclass
+class TrainingImage:
+    """One HR image and the LR versions its source ships, keyed by scale."""
+
+    name: str
+    hr: np.ndarray
+    lr: dict[int, np.ndarray] = field(default_factory=dict)

@@ -22,23 +22,12 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from eusr_perceptual.data.images import SkipReport
-from eusr_perceptual.data.sources import EmptySourceError, TrainingImage
-from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, imresize_uint8
+from eusr_perceptual.data.images import EmptySourceError, SkipReport, TrainingImage
+from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, make_lr
 
 log = logging.getLogger(__name__)
 
 
-def make_lr(hr: np.ndarray, scale: int, convention: str = DEFAULT_RESIZE_CONVENTION) -> np.ndarray:
-    """The MATLAB-bicubic LR of uint8 ``hr`` after cropping it to a multiple of ``scale`` (uint8).
-
-    ``convention`` is one of :data:`~eusr_perceptual.resize.RESIZE_CONVENTIONS`: ``"double"``
-    (resize in double, round once, as BasicSR's ``generate_bicubic_img.m``; reproduces
-    4PP-EUSR Table 2) or ``"uint8"`` (MATLAB's native uint8 ``imresize``, rounding after each
-    pass); see :func:`~eusr_perceptual.resize.imresize_uint8`.
-    """
-    height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
-    return imresize_uint8(hr[:height, :width], 1.0 / scale, convention)
 
 
 def _rotate(code: int):
@@ -78,7 +67,7 @@ class PatchSampler:
     """Builds the per-step batches of (LR patch, HR patch) in [0, 255] float32.
 
     Args:
-        images: the training images (from :func:`~eusr_perceptual.data.sources.load_training_images`).
+        images: the training images (from :func:`~eusr_perceptual.data.samplers.load_training_images`).
         scales: the scales a step may train; each step draws one.
         scale_weights: relative probabilities of the scales (default: uniform, as the paper).
         patch_size: LR patch side (48 in the paper); HR patches are ``patch_size * scale``.

@@ -1,10 +1,12 @@
 """Where training images come from: a folder, DIV2K's or Flickr2K's release layout, TFDS
-``div2k``, a prepared store (``store:<path>``, :mod:`eusr_perceptual.data.store`), or the
-photographs scikit-image ships inside its wheel (the embedded default for demos and tests).
+``div2k``, or the photographs scikit-image ships inside its wheel (the embedded default for
+demos and tests). A prepared store (``store:<path>``) is read by :mod:`eusr_perceptual.data.store`;
+:mod:`eusr_perceptual.data.samplers` dispatches a ``--data`` spec to either.
 
-Every source returns :class:`TrainingImage` records (HR uint8 RGB plus any LR images the
-source ships). Unreadable files are skipped with one warning each and counted; a source that
-yields nothing raises :class:`EmptySourceError` before any training starts.
+Every source returns :class:`~eusr_perceptual.data.images.TrainingImage` records (HR uint8
+RGB plus any LR images the source ships). Unreadable files are skipped with one warning each
+and counted; a source that yields nothing raises
+:class:`~eusr_perceptual.data.images.EmptySourceError` before any training starts.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import numpy as np
 
 from eusr_perceptual.errors import ValueUsageError
 from eusr_perceptual.data.images import (
-    SkipReport, UnreadableImageError, header_size, list_image_files, load_many, load_rgb8,
+    SkipReport, TrainingImage, UnreadableImageError, header_size, list_image_files, load_many, load_rgb8,
 )
-from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, imresize
+from eusr_perceptual.resize import imresize
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +44,12 @@ DIV2K_HELP = (
 )
 
 
-class EmptySourceError(ValueUsageError):
-    """A data source produced no usable image (a usage error: one line, exit status 2)."""
 
 
 class MisfitLRError(ValueUsageError):
     """Shipped LR images whose size is not their HR image's divided by the scale."""
 
 
-@dataclass
-class TrainingImage:
-    """One HR image and the LR versions its source ships, keyed by scale."""
-
-    name: str
-    hr: np.ndarray
-    lr: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def skimage_photograph_paths(split: str = "train") -> list[Path]:
@@ -81,7 +74,7 @@ def lr_size_mismatch(hr_size: tuple[int, int], lr_size: tuple[int, int], scale: 
     (both ``(width, height)``), or None when it fits.
 
     The convention of the published LR images (DIV2K, Flickr2K, the benchmark packages) and of
-    :func:`~eusr_perceptual.data.patches.make_lr`: the HR image is cropped to a multiple of the
+    :func:`~eusr_perceptual.resize.make_lr`: the HR image is cropped to a multiple of the
     scale, so each side of the LR is the HR side floor-divided by the scale.
     """
     expected = (hr_size[0] // scale, hr_size[1] // scale)
@@ -193,49 +186,13 @@ def _tfds_records(name: str, split: str, data_dir: str | None, min_side: int, re
     return records
 
 
-def load_training_images(
-    spec: str | Path, *, scales: Sequence[int] = (2, 4, 8), min_side: int = 0, report: SkipReport | None = None
-) -> list[TrainingImage]:
-    """Loads a training source.
-
-    Args:
-        spec: ``"skimage"`` / ``"skimage:held_out"`` (embedded photographs), ``"div2k:<root>"``
-            optionally followed by ``:train``, ``:valid`` or ``:train+valid``,
-            ``"flickr2k:<root>"``, ``"tfds:div2k"`` (optionally
-            ``tfds:div2k/bicubic_x4:train@<data_dir>``), ``"store:<path>"`` (a prepared store:
-            its images memory-mapped, LR included; :func:`make_sampler` is the streaming way to
-            train on it), or a folder of images (PNG/JPEG/BMP/TIFF, searched recursively).
-        scales: which shipped LR versions to pick up (DIV2K/Flickr2K layout, stores).
-        min_side: images whose shorter side is below this are skipped with a warning.
-
-    Raises:
-        FileNotFoundError: the folder or layout is missing (the message says what is expected).
-        EmptySourceError: nothing usable was found.
-    """
-    report = report if report is not None else SkipReport()
-    spec = str(spec)
+def load_source_images(spec: str, scales: Sequence[int], min_side: int, report: SkipReport) -> list[TrainingImage]:
+    """The images of a ``--data`` source other than a store (folder, DIV2K/Flickr2K layout,
+    ``skimage``, ``tfds:``), shipped LR included; too-small and unreadable files are counted in
+    ``report`` (:func:`~eusr_perceptual.data.samplers.load_training_images` is the entry point)."""
     if spec.startswith("tfds:"):
-        records = _tfds_records(*parse_tfds_spec(spec), min_side, report)
-    elif spec.startswith("store:"):
-        from eusr_perceptual.data.store import open_store
-
-        records = []
-        for image in open_store(spec[len("store:"):], scales=scales).training_images(scales):
-            if min(image.hr.shape[:2]) < min_side:
-                report.skip(image.name, f"smaller than the {min_side} px the patches need")
-            else:
-                records.append(image)
-    else:
-        records = _records(source_files(spec, scales), report, min_side)
-    if not records:
-        raise EmptySourceError(
-            f"no usable training image in {spec!r} ({report.count} skipped"
-            + (f": {report.skipped[0][1]}" if report.skipped else "")
-            + ")"
-        )
-    if report.count:
-        log.warning("%d file(s) skipped in %s", report.count, spec)
-    return records
+        return _tfds_records(*parse_tfds_spec(spec), min_side, report)
+    return _records(source_files(spec, scales), report, min_side)
 
 
 def with_downscaled_copies(images: Sequence[TrainingImage], factor: int = 2) -> list[TrainingImage]:
@@ -247,41 +204,3 @@ def with_downscaled_copies(images: Sequence[TrainingImage], factor: int = 2) -> 
     """
     copies = [TrainingImage(f"{image.name}_down{factor}", imresize(image.hr, 1.0 / factor)) for image in images]
     return [*images, *copies]
-
-
-def make_sampler(
-    data: str | Path,
-    scales: Sequence[int],
-    patch_size: int,
-    batch_size: int,
-    seed: int = 0,
-    scale_weights: Sequence[float] | None = None,
-    *,
-    downscaled_copies: int = 0,
-    augment: bool = True,
-    lr_convention: str = DEFAULT_RESIZE_CONVENTION,
-):
-    """The per-step patch sampler of a ``--data`` source, for every trainer.
-
-    ``store:<path>`` gives a :class:`~eusr_perceptual.data.store.StoreSampler` (memory-mapped,
-    bounded memory, start-up in milliseconds; the store must hold ``scales`` and, when
-    ``downscaled_copies`` is set, have been prepared with the same factor). Any other source is
-    loaded into memory, given its MATLAB-bicubic 1/``downscaled_copies`` copies when asked
-    (4PP-EUSR section 4.3), and sampled by a :class:`~eusr_perceptual.data.patches.PatchSampler`
-    that makes missing LR images under ``lr_convention`` (a store must have been prepared under
-    it). Both give the same batch for the same images, seed and step.
-    """
-    from eusr_perceptual.data.patches import PatchSampler
-
-    data = str(data)
-    if data.startswith("store:"):
-        from eusr_perceptual.data.store import StoreSampler, open_store
-
-        store = open_store(data[len("store:"):], scales=scales, convention=lr_convention,
-                           downscaled_copies=downscaled_copies)
-        return StoreSampler(store, scales, patch_size, batch_size, seed, augment, scale_weights=scale_weights)
-    images = load_training_images(data, scales=scales, min_side=patch_size * max(scales))
-    if downscaled_copies:
-        images = with_downscaled_copies(images, downscaled_copies)
-    return PatchSampler(images, scales, patch_size, batch_size, seed, augment, scale_weights=scale_weights,
-                        lr_convention=lr_convention)

@@ -46,7 +46,7 @@ def make_demo_score_trees(root: Path, seed: int = 0) -> dict[str, Path]:
     import numpy as np
     from PIL import Image
 
-    from eusr_perceptual.data.sources import load_training_images
+    from eusr_perceptual.data.samplers import load_training_images
     from nima.datasets.tid2013 import gaussian_distribution
 
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ Layouts understood, for scale ``s``:
 * any other folder: every image under it is an HR image.
 
 Generated LR images are MATLAB-bicubic downscales of the HR image cropped to a multiple of
-``s`` (:func:`eusr_perceptual.data.patches.make_lr`), like the published ones, under a resize
+``s`` (:func:`eusr_perceptual.resize.make_lr`), like the published ones, under a resize
 convention (:data:`~eusr_perceptual.resize.RESIZE_CONVENTIONS`; the default ``"double"``
 reproduces 4PP-EUSR Table 2) that :func:`lr_description` records in every table. ``skimage``
 names the embedded held-out photographs (never trained on) as a dataset.
@@ -25,7 +25,7 @@ import numpy as np
 
 from eusr_perceptual.errors import PathUsageError
 from eusr_perceptual.data.images import check_folder, list_image_files, load_rgb8
-from eusr_perceptual.data.patches import make_lr
+from eusr_perceptual.resize import make_lr
 from eusr_perceptual.data.sources import lr_size_mismatch, skimage_photograph_paths
 from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION
 
@@ -104,7 +104,7 @@ def lr_description(benchmark: Benchmark, convention: str = DEFAULT_RESIZE_CONVEN
 
 def load_pair(image: BenchmarkImage, scale: int, convention: str = DEFAULT_RESIZE_CONVENTION) -> tuple[np.ndarray, np.ndarray]:
     """``(lr, hr)`` uint8 with ``hr`` cropped to exactly ``scale`` times ``lr``; an LR image
-    that is not shipped is made by :func:`~eusr_perceptual.data.patches.make_lr` under ``convention``.
+    that is not shipped is made by :func:`~eusr_perceptual.resize.make_lr` under ``convention``.
 
     Raises:
         UnreadableImageError / FileNotFoundError: a file cannot be read.

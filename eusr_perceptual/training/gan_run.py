@@ -171,7 +171,8 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
             resources: Mapping[str, Any] | None = None) -> GANRunResult:
     """Trains ``config`` in ``run_dir`` (resuming it when asked), saves, exports and evaluates."""
     run_dir = Path(run_dir)
-    from eusr_perceptual.data.sources import make_sampler
+    from eusr_perceptual.data.identity import data_identity
+    from eusr_perceptual.data.samplers import make_sampler
     from eusr_perceptual.training.callbacks import TensorBoardImages
     from eusr_perceptual.training.runs import RunOptions, fit_run
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def sample_renderer(generator, image, scales, lr_side: int = 48):
     """bicubic | SR | HR strips of one held-out crop, per scale, for TensorBoard."""
-    from eusr_perceptual.data.patches import make_lr
+    from eusr_perceptual.resize import make_lr
     from eusr_perceptual.inference import upscale_image
     from eusr_perceptual.resize import imresize
     from eusr_perceptual.training.callbacks import side_by_side
@@ -52,7 +52,8 @@ def run_pretraining(config: PretrainConfig, run_dir: Path, *, resume: bool = Fal
                     strategy: tf.distribute.Strategy | None = None, eval_data: str | None = "skimage",
                     verbose: int | str = "auto") -> keras.Model:
     """Trains, checkpoints, saves ``generator.keras`` and prints the table; returns the generator."""
-    from eusr_perceptual.data.sources import load_training_images, make_sampler
+    from eusr_perceptual.data.identity import data_identity
+    from eusr_perceptual.data.samplers import load_training_images, make_sampler
     from eusr_perceptual.evaluation.runner import Method
     from eusr_perceptual.training.callbacks import TensorBoardImages
     from eusr_perceptual.training.evaluation import scale_sections
