@@ -35,7 +35,7 @@ import tensorflow as tf
 from eusr_perceptual.data.images import DecodedImage
 from eusr_perceptual.models.multipass import PATHS, halve
 from eusr_perceptual.resize import imresize, round_to_uint8_tf, to_uint8_matlab
-from eusr_perceptual.training.xla import xla_by_default
+from eusr_perceptual.devices import xla_by_default
 
 __all__ = [
     "MULTIPASS_ROUTES",
@@ -198,7 +198,7 @@ def make_tile_function(
     upscaling, reports) while the model lives.
 
     ``jit_compile``: XLA (with fallback); None = where it pays,
-    :func:`~eusr_perceptual.training.xla.xla_by_default` (with a GPU; on a CPU XLA is slower
+    :func:`~eusr_perceptual.devices.xla_by_default` (with a GPU; on a CPU XLA is slower
     here, and every new tile size costs a compilation).
     """
     jit_compile = xla_by_default() if jit_compile is None else bool(jit_compile)

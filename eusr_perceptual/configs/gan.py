@@ -15,7 +15,9 @@ from eusr_perceptual.configs.base import Config, ConfigError, setting
 from eusr_perceptual.losses.registry import TermSpec
 from eusr_perceptual.models.multipass import DOWNSCALE_METHODS
 from eusr_perceptual.resize import RESIZE_CONVENTIONS as LR_CONVENTIONS
-from eusr_perceptual.training.gan import ORDERS
+
+#: Update orders of the adversarial step (:class:`~eusr_perceptual.training.gan.Schedule`).
+ORDERS = ("d_first", "g_first", "simultaneous")
 
 PRODUCERS = ("single", "multipass")
 BACKBONE_WEIGHTS = ("imagenet", "none")

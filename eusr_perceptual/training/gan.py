@@ -39,13 +39,13 @@ from typing import Any, Iterable, Mapping
 import keras
 import tensorflow as tf
 
+from eusr_perceptual.configs.gan import ORDERS
 from eusr_perceptual.losses.adversarial import AdversarialObjective, AdversarialTerm
 from eusr_perceptual.losses.registry import LossTerm, Resources, build_terms
 from eusr_perceptual.models.registry import with_features
 from eusr_perceptual.training.context import StepContext
 from eusr_perceptual.training.gradients import minimize
 
-ORDERS = ("d_first", "g_first", "simultaneous")
 
 
 @dataclass(frozen=True)

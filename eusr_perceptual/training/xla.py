@@ -18,7 +18,7 @@ The last check lowers the step to HLO with ``tf.function(jit_compile=True)
 check passes, ``model.jit_compile`` is True; otherwise it is False and one log line says why.
 The returned :class:`XlaChoice` goes into the run's config (:meth:`XlaChoice.as_config`).
 
-Where it pays (``requested=None``, :func:`xla_by_default`): with a GPU. On the 2-core x86
+Where it pays (``requested=None``, :func:`~eusr_perceptual.devices.xla_by_default`): with a GPU. On the 2-core x86
 CPU of ``docs/performance.md`` TensorFlow's own kernels (oneDNN) run EUSR's convolutions
 faster than XLA's CPU backend: the paper-size EUSR x4 pre-training step takes 1.3x the CPU
 time with XLA, inference too (with ``TF_ENABLE_ONEDNN_OPTS=0`` the two are even). Keras' own
@@ -36,17 +36,14 @@ import tensorflow as tf
 # Not in tf.config's public API; Keras reads it from here too.
 from tensorflow.python.framework.config import is_op_determinism_enabled
 
+from eusr_perceptual.devices import xla_by_default
+
 log = logging.getLogger(__name__)
 
 #: The reason recorded when XLA was not requested (``--no-jit``).
 NOT_REQUESTED = "not requested (no --jit)"
 #: The reason recorded when XLA was left to the default on a machine without a GPU.
 CPU_DEFAULT = "off by default without a GPU: oneDNN runs the steps faster than XLA on a CPU (docs/performance.md)"
-
-
-def xla_by_default() -> bool:
-    """Whether XLA pays here when nobody asked: with a GPU (see the module docstring)."""
-    return bool(tf.config.list_physical_devices("GPU"))
 
 
 @dataclass(frozen=True)
