@@ -7,6 +7,7 @@ import pytest
 
 from eusr_perceptual.cli import study, train_gan
 from eusr_perceptual.configs import demo as demo_module
+from eusr_perceptual.configs.presets import PRESETS
 
 
 @pytest.fixture
@@ -33,8 +34,74 @@ def test_train_gan_demo_runs_both_stages_and_writes_everything(tmp_path, capsys,
     assert train_gan.main(["--run-dir", str(run_dir / "gan"), "--resume", "--steps", "4", "--no-eval", "--quiet"]) == 0
     record = json.loads((run_dir / "gan" / "config.json").read_text())
     assert record["config"]["steps"] == 2 and record["resumes"][0]["config"]["steps"] == 4
-    with pytest.raises(SystemExit, match="g_learning_rate"):
-        train_gan.main(["--run-dir", str(run_dir / "gan"), "--resume", "--g-learning-rate", "0.1"])
+    with pytest.raises(SystemExit, match="seed"):
+        train_gan.main(["--run-dir", str(run_dir / "gan"), "--resume", "--seed", "3"])
+
+
+class Killed(Exception):
+    """Stands for the process being killed."""
+
+
+def test_a_killed_two_stage_demo_resumes_with_the_same_command(tmp_path, two_step_demo, monkeypatch):
+    from eusr_perceptual.training.runs import RunCheckpoint
+
+    run_dir = tmp_path / "run"
+    command = ["--preset", "msrgan", "--demo", "--run-dir", str(run_dir), "--steps", "4", "--checkpoint-every", "2",
+               "--no-eval", "--quiet"]
+    save = RunCheckpoint.on_epoch_end
+
+    def killed_in_the_gan_stage(self, epoch, logs=None):
+        save(self, epoch, logs)
+        if "gan" in str(self.manager.directory):
+            raise Killed
+
+    monkeypatch.setattr(RunCheckpoint, "on_epoch_end", killed_in_the_gan_stage)
+    with pytest.raises(Killed):
+        train_gan.main(command)
+    monkeypatch.setattr(RunCheckpoint, "on_epoch_end", save)
+    psnr_log = (run_dir / "psnr" / "log.csv").read_text()
+    assert train_gan.main([*command, "--resume"]) == 0
+    # --steps and --checkpoint-every are honoured in both stages; the finished PSNR stage is not trained again.
+    for stage in ("psnr", "gan"):
+        assert sorted(p.name for p in (run_dir / stage / "checkpoints").glob("*.index")) == ["ckpt-2.index",
+                                                                                            "ckpt-4.index"]
+    assert (run_dir / "psnr" / "log.csv").read_text() == psnr_log
+    # The GAN stage continued with its recorded settings: shrunk once (learning rates x10, not x100).
+    record = json.loads((run_dir / "gan" / "config.json").read_text())
+    assert record["config"]["g_learning_rate"] == pytest.approx(10 * PRESETS["msrgan"].g_learning_rate)
+    assert record["resumes"][-1]["at_step"] == 2 and record["resumes"][-1]["changed"] == {}
+    assert list((run_dir / "gan" / "saved_models" / "msrgan").rglob("saved_model.pb"))
+
+
+def test_demo_refuses_steps_that_are_not_whole_checkpoint_intervals(tmp_path, two_step_demo):
+    with pytest.raises(SystemExit, match=r"steps \(5\) must be a positive multiple of checkpoint_every \(2\)"):
+        train_gan.main(["--preset", "msrgan", "--demo", "--run-dir", str(tmp_path / "run"), "--steps", "5",
+                        "--checkpoint-every", "2"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_killed_study_resumes_and_reuses_its_finished_runs(tmp_path, capsys, two_step_demo, monkeypatch):
+    from eusr_perceptual.training import gan_run
+
+    command = ["afm_p", "afm_pcsa", "--run-dir", str(tmp_path), "--steps", "2"]
+    train = gan_run.run_gan
+
+    def killed_at_the_second_preset(config, run_dir, **options):
+        if run_dir.name == "afm_pcsa":
+            raise Killed
+        return train(config, run_dir, **options)
+
+    monkeypatch.setattr(gan_run, "run_gan", killed_at_the_second_preset)
+    with pytest.raises(Killed):
+        study.main(command)
+    monkeypatch.setattr(gan_run, "run_gan", train)
+    capsys.readouterr()
+    assert study.main(command) == 2 and "pass --resume" in capsys.readouterr().err  # one line, no traceback
+    finished = {path: path.stat().st_mtime_ns for path in (tmp_path / "afm_p").rglob("*") if path.is_file()}
+    assert study.main([*command, "--resume"]) == 0
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "afm_p").rglob("*") if path.is_file()} == finished
+    table = (tmp_path / "study.md").read_text()
+    assert "afm_p" in table and "afm_pcsa" in table
 
 
 def test_study_writes_one_table_and_the_plot(tmp_path, capsys, two_step_demo):

@@ -67,21 +67,49 @@ def config_changes(args: argparse.Namespace, base: GANConfig) -> dict:
     return changes
 
 
+def resumed_gan_config(args: argparse.Namespace, run_dir: Path, changes: dict | None = None) -> GANConfig:
+    """The settings ``run_dir`` recorded (as its latest resume left them) with the command
+    line's resumable changes (the steps, the learning rates), or with ``changes``; any other
+    change is refused, naming the setting and both values."""
+    from eusr_perceptual.configs.base import saved_config
+
+    recorded = GANConfig.from_dict(saved_config(run_dir))
+    try:
+        return resumed_config(run_dir, GANConfig, config_changes(args, recorded) if changes is None else changes)
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def preset_config(args: argparse.Namespace, base: GANConfig, name: str) -> GANConfig:
+    """``base`` (the preset ``name``, or its demo version) with the command line's changes, as given."""
+    try:
+        return base.replace(preset=name, **config_changes(args, base))
+    except (ConfigError, TypeError) as error:
+        raise SystemExit(f"error: {error}") from None
+
+
 def gan_config_from_args(args: argparse.Namespace, presets: Mapping[str, GANConfig]) -> GANConfig:
     """The preset with the command line's changes; on ``--resume``, the run's recorded settings
-    (any non-resumable change refused, naming the setting and both values)."""
+    (:func:`resumed_gan_config`)."""
     if args.resume:
         if args.run_dir is None:
             raise SystemExit("error: --resume needs --run-dir (the folder of the run to continue)")
-        from eusr_perceptual.configs.base import saved_config
+        return resumed_gan_config(args, args.run_dir)
+    return preset_config(args, presets[args.preset], args.preset)
 
-        recorded = GANConfig.from_dict(saved_config(args.run_dir))
-        return resumed_config(args.run_dir, GANConfig, config_changes(args, recorded))
-    base = presets[args.preset]
-    try:
-        return base.replace(**config_changes(args, base))
-    except (ConfigError, TypeError) as error:
-        raise SystemExit(f"error: {error}") from None
+
+def export_name(args: argparse.Namespace, config: GANConfig, presets: Mapping[str, GANConfig]) -> str:
+    """The SavedModel name: ``--export-name``, else the run's own preset (recorded in its
+    ``config.json``; for a run recorded before presets were, the preset with its description)."""
+    if args.export_name:
+        return args.export_name
+    if config.preset:
+        return config.preset
+    described = [name for name, preset in presets.items() if preset.description == config.description.split(" [demo")[0]]
+    if len(described) != 1:
+        raise SystemExit(f"error: the run's config.json does not name its preset ({config.description!r}); "
+                         "give the SavedModel a name with --export-name")
+    return described[0]
 
 
 def list_presets(presets: Mapping[str, GANConfig]) -> str:
@@ -102,10 +130,11 @@ def listed_presets(args: argparse.Namespace, presets: Mapping[str, GANConfig]) -
     return args.list_presets
 
 
-def run_options(args: argparse.Namespace, export_name: str) -> dict:
-    """The keyword arguments of :func:`~eusr_perceptual.training.gan_run.run_gan` the flags give."""
+def run_options(args: argparse.Namespace, name: str) -> dict:
+    """The keyword arguments of :func:`~eusr_perceptual.training.gan_run.run_gan` the flags give
+    (``name``: the SavedModel name, :func:`export_name`)."""
     return dict(strategy=make_strategy(args.strategy), export_dir=args.export_dir or Path("saved_models"),
-                export_name=args.export_name or export_name, eval_data=None if args.no_eval else args.eval_data,
+                export_name=name, eval_data=None if args.no_eval else args.eval_data,
                 verbose=2 if args.quiet else "auto")
 
 

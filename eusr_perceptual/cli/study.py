@@ -5,6 +5,7 @@
     eusr-study afm_table1 --steps 300        # AFM's five models
     eusr-study esrgan srgan_vgg54 --steps 100
     eusr-study --list                        # the named studies and their paper trends
+    eusr-study dp_table6 --run-dir runs/study --resume   # continue a killed study (finished runs reused)
 
 At the demo scale (default) every preset is shrunk as ``eusr-train-gan --demo`` does and
 trained on the embedded photographs; ``--full`` trains the presets as they are (GPU, real data
@@ -31,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval-data", default="skimage", help="held-out images: skimage or a benchmark folder")
     parser.add_argument("--lpips-weights", type=Path, help="LPIPS .npz (eusr-convert-lpips) for the LPIPS column")
     parser.add_argument("--run-dir", type=Path, help="study folder (default: runs/study_<time>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the study in --run-dir: finished runs are reused, unfinished ones continue")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up messages")
     return parser.parse_args(argv)
 
@@ -45,8 +48,11 @@ def main(argv=None) -> int:
         for name, (presets, trend) in STUDIES.items():
             print(f"{name}: {', '.join(presets)}\n    {trend}")
         return 0
+    if args.resume and args.run_dir is None:
+        raise SystemExit("error: --resume needs --run-dir (the folder of the study to continue)")
     result = run_study(args.presets, args.run_dir or default_run_dir("study"), steps=args.steps, demo=not args.full,
-                       eval_data=args.eval_data, seed=args.seed, lpips_weights=args.lpips_weights)
+                       eval_data=args.eval_data, seed=args.seed, lpips_weights=args.lpips_weights,
+                       resume=args.resume)
     print("\n" + result.table)
     print(f"study table: {result.run_dir / 'study.md'}; plot: {result.plot}")
     return 0

@@ -14,8 +14,9 @@ and validation of ``choices`` come with the base class. :func:`add_config_flags`
 command-line flag per field (``--learning-rate`` for ``learning_rate``; booleans as
 ``--name`` / ``--no-name``; nested dataclasses flattened by field name), and
 :func:`config_from_flags` applies the given flags to a preset. :func:`resumed_config` reads a
-run's ``config.json`` and refuses, naming the setting and both values, any flag that would
-change a non-resumable setting.
+run's ``config.json`` (as its latest resume left it) and refuses, naming the setting and both
+values, any flag that would change a non-resumable setting. The resumable ones are the step
+count and the learning rates, what the recovery from a NaN stop needs.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class ConfigError(ValueError):
 
 
 def setting(default: Any, help: str, *, choices: Sequence[Any] | None = None, resumable: bool = False,
-            flag: bool = True, short: str | None = None):
+            flag: bool = True, short: str | None = None, compare: bool = True):
     """A dataclass field with its help text, allowed values and resume policy.
 
     Args:
@@ -47,13 +48,15 @@ def setting(default: Any, help: str, *, choices: Sequence[Any] | None = None, re
         flag: whether a command-line flag is generated (False for structured values set by presets).
         short: a shorter flag name for a boolean (``"jit"``: ``--jit`` / ``--no-jit`` beside
             ``--jit-compile`` / ``--no-jit-compile``).
+        compare: False for a label that is not a setting (a preset's name): equality and
+            :meth:`Config.differences` ignore it.
     """
     metadata = {"help": help, "choices": tuple(choices) if choices is not None else None,
                 "resumable": resumable, "flag": flag, "short": short}
     if dataclasses.is_dataclass(default) or isinstance(default, (list, dict)):
         value = default
-        return dataclasses.field(default_factory=lambda: value, metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
+        return dataclasses.field(default_factory=lambda: value, metadata=metadata, compare=compare)
+    return dataclasses.field(default=default, metadata=metadata, compare=compare)
 
 
 def _resolve_types(cls) -> dict[str, Any]:
@@ -147,7 +150,7 @@ def _differences(a: Any, b: Any) -> list[tuple[str, Any, Any]]:
     found = []
     for field in dataclasses.fields(a):
         left, right = getattr(a, field.name), getattr(b, field.name)
-        if left == right:
+        if left == right or not field.compare:
             continue
         if dataclasses.is_dataclass(left) and type(left) is type(right):
             found += [(f"{field.name}.{name}", x, y) for name, x, y in _differences(left, right)]
@@ -248,13 +251,16 @@ def config_from_flags(args: argparse.Namespace, preset: C) -> C:
 # -- resume ----------------------------------------------------------------------------------
 
 def saved_config(run_dir: Path) -> dict[str, Any]:
-    """The ``config`` record of a run's ``config.json``; SystemExit naming the file if absent."""
+    """The settings a run continues with: the ``config`` record of its ``config.json``, or of
+    its latest entry in ``resumes`` (where a resume that changed the steps or a learning rate
+    recorded them); SystemExit naming the file if absent."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise SystemExit(f"error: --resume: {path} does not exist (is {run_dir} a run folder?)")
     try:
-        return json.loads(path.read_text())["config"]
-    except (json.JSONDecodeError, KeyError) as error:
+        record = json.loads(path.read_text())
+        return (record.get("resumes") or [record])[-1]["config"]
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
         raise SystemExit(f"error: --resume: {path} cannot be read ({error})") from None
 
 

@@ -5,6 +5,10 @@ schedule) and shrinks what only costs time: network widths and depths, patch siz
 the perceptual backbones run with random weights (no ImageNet weights offline; the run says
 so). Learning rates are raised 10x (same G/D ratio) so that a few hundred steps show an
 effect. It demonstrates that a preset trains end to end; it is not a paper result.
+
+The shrinking is applied once, when a demo starts: the entry points apply the command line's
+settings after it, as given (``--steps``, ``--checkpoint-every``, ``--g-learning-rate`` ...), and
+a resumed demo continues with the settings its ``config.json`` recorded.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def demo_patch_size(scale: int) -> int:
 
 def demo_version(config: GANConfig, steps: int | None = None) -> GANConfig:
     """``config`` on the embedded photographs with tiny networks (see the module docstring);
-    ``steps`` defaults to :data:`DEMO_STEPS`."""
+    ``steps`` defaults to :data:`DEMO_STEPS`, checkpointed halfway when it is even."""
     steps = steps or DEMO_STEPS
 
     def tiny(spec):
@@ -54,6 +58,6 @@ def demo_version(config: GANConfig, steps: int | None = None) -> GANConfig:
         d_learning_rate=10 * config.d_learning_rate,
         lr_milestones=(),
         steps=steps,
-        checkpoint_every=max(1, steps // 2),
+        checkpoint_every=steps // 2 if steps % 2 == 0 else steps,
         d_warmup=min(config.d_warmup, steps // 10),
     )

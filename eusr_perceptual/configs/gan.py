@@ -33,6 +33,7 @@ class GANConfig(Config):
     """Every setting of an adversarial run (and of its PSNR stage: no discriminator)."""
 
     description: str = setting("", "one line: the paper, table and loss formula", flag=False)
+    preset: str = setting("", "the named preset the run started from (its export name)", flag=False, compare=False)
     # Networks: named specs ({"type": ..., options}) resolved by eusr_perceptual.models.registry.
     generator: dict = setting({"type": "eusr"}, "generator spec", flag=False)
     discriminator: dict | None = setting(None, "discriminator spec (None: PSNR stage, pixel terms only)", flag=False)
@@ -66,8 +67,8 @@ class GANConfig(Config):
     batch_size: int = setting(16, "patches per step (global, over all replicas)")
     patch_size: int = setting(32, "LR patch side; HR side = patch_size * scale")
     # Optimisation.
-    g_learning_rate: float = setting(1e-4, "generator learning rate")
-    d_learning_rate: float = setting(1e-4, "discriminator learning rate")
+    g_learning_rate: float = setting(1e-4, "generator learning rate", resumable=True)
+    d_learning_rate: float = setting(1e-4, "discriminator learning rate", resumable=True)
     lr_milestones: tuple[int, ...] = setting((), "steps at which both learning rates are multiplied by lr_gamma")
     lr_gamma: float = setting(0.5, "learning-rate factor at each milestone")
     adam_beta_1: float = setting(0.9, "Adam beta_1 (both networks)")
@@ -96,6 +97,9 @@ class GANConfig(Config):
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.producer == "multipass" and self.scale != 4:
             raise ConfigError("multi-pass upscaling makes x4 images: scale must be 4")
+        if self.steps < 1 or self.checkpoint_every < 1 or self.steps % min(self.checkpoint_every, self.steps):
+            raise ConfigError(f"steps ({self.steps}) must be a positive multiple of checkpoint_every "
+                              f"({self.checkpoint_every}): one Keras epoch is one checkpoint interval")
 
     @property
     def active_terms(self) -> tuple[TermSpec, ...]:

@@ -20,7 +20,7 @@ class PretrainConfig(Config):
     steps: int = setting(1_000_000, "training steps (section 4.1: 1,000,000)", resumable=True)
     batch_size: int = setting(16, "patches per step, global over all replicas (section 4.1: 16)")
     patch_size: int = setting(48, "LR patch side (section 4.1: 48)")
-    learning_rate: float = setting(1e-4, "initial learning rate (section 4.1: 1e-4)")
+    learning_rate: float = setting(1e-4, "initial learning rate (section 4.1: 1e-4)", resumable=True)
     halve_every: int = setting(200_000, "steps between halvings of the learning rate (section 4.1: 200,000)")
     adam_beta_1: float = setting(0.9, "Adam beta_1")
     adam_beta_2: float = setting(0.999, "Adam beta_2")

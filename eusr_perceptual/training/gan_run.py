@@ -199,7 +199,8 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
                                         options.checkpoint_every)
     started = time.time()
     fit_run(trainer, sampler.dataset, options, config=config, callbacks=[images_callback],
-            checkpoint_objects=trainer.checkpoint_objects(), verbose=verbose)
+            checkpoint_objects=trainer.checkpoint_objects(), data_identity=data_identity(config.data, (config.scale,)),
+            verbose=verbose)
     log.info("training took %.1f s", time.time() - started)
 
     generator = float32_copy(trainer.inference_generator)

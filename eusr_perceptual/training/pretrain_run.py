@@ -80,7 +80,8 @@ def run_pretraining(config: PretrainConfig, run_dir: Path, *, resume: bool = Fal
                                            sample_renderer(trainer.generator, held_out[0], scales),
                                            options.checkpoint_every))
     started = time.time()
-    fit_run(trainer, sampler.dataset, options, config=config, callbacks=callbacks, verbose=verbose)
+    fit_run(trainer, sampler.dataset, options, config=config, callbacks=callbacks,
+            data_identity=data_identity(config.data, scales), verbose=verbose)
     log.info("training took %.1f s", time.time() - started)
 
     generator = float32_copy(trainer.generator)

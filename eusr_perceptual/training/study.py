@@ -8,10 +8,16 @@ PSNR-stage run. The generators are then scored with bicubic on the held-out imag
 per scale, by the evaluation code of ``eusr-evaluate`` (PSNR/SSIM/NIQE, LPIPS when weights are
 given, VIF when the evaluation offers it), and the PSNR-vs-NIQE plot is written beside.
 Named studies (:data:`STUDIES`) reproduce the shape of a paper's table.
+
+``resume=True`` continues a killed study in its folder: a finished run (its checkpoint at its
+step count, its ``generator.keras`` written) is reused as it is, an unfinished one continues
+from its checkpoint with its recorded settings (a run whose settings the study would change,
+but for the steps and learning rates, is refused by name), a missing one starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,13 +64,28 @@ def resolve_study(names: Sequence[str]) -> tuple[list[str], str]:
     return list(names), ""
 
 
+def _trained(config, run_dir: Path, resume: bool, verbose: int | str):
+    """The float32 generator of ``config`` trained in ``run_dir``: with ``resume``, a finished
+    run's ``generator.keras`` as it is, or the run continued with its recorded settings."""
+    from eusr_perceptual.configs.base import resumed_config
+    from eusr_perceptual.configs.gan import GANConfig
+    from eusr_perceptual.training.gan_run import load_trainable_generator, run_gan
+    from eusr_perceptual.training.runs import latest_checkpoint_step
+
+    if resume and (run_dir / "config.json").is_file():
+        config = resumed_config(run_dir, GANConfig, {f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
+        if (run_dir / "generator.keras").is_file() and (latest_checkpoint_step(run_dir) or 0) >= config.steps:
+            log.info("reusing the finished run %s", run_dir)
+            return load_trainable_generator(str(run_dir / "generator.keras"))
+    return run_gan(config, run_dir, resume=resume, export_dir=None, eval_data=None, verbose=verbose).generator
+
+
 def run_study(names: Sequence[str], run_dir: Path, *, steps: int | None = None, demo: bool = True,
               eval_data: str = "skimage", seed: int = 0, lpips_weights: Path | None = None,
-              verbose: int | str = 2) -> StudyResult:
+              resume: bool = False, verbose: int | str = 2) -> StudyResult:
     """Trains ``names`` (see the module docstring) and writes ``study.md`` and the plot."""
     from eusr_perceptual.evaluation.runner import Method
     from eusr_perceptual.training.evaluation import scale_sections
-    from eusr_perceptual.training.gan_run import run_gan
 
     presets, trend = resolve_study(names)
     run_dir = Path(run_dir)
@@ -85,12 +106,11 @@ def run_study(names: Sequence[str], run_dir: Path, *, steps: int | None = None, 
             if config.psnr_stage not in psnr_runs:
                 stage = prepared(config.psnr_stage)
                 print(f"[{name}] shared PSNR stage {config.psnr_stage} ({stage.steps} steps)", flush=True)
-                run_gan(stage, run_dir / config.psnr_stage, export_dir=None, eval_data=None, verbose=verbose)
+                _trained(stage, run_dir / config.psnr_stage, resume, verbose)
                 psnr_runs[config.psnr_stage] = run_dir / config.psnr_stage / "generator.keras"
             config = config.replace(init_from=str(psnr_runs[config.psnr_stage]))
         print(f"[{index}/{len(presets)}] {name}: {config.formula()} ({config.steps} steps)", flush=True)
-        generators[name] = (config.scale, run_gan(config, run_dir / name, export_dir=None, eval_data=None,
-                                                   verbose=verbose).generator)
+        generators[name] = (config.scale, _trained(config, run_dir / name, resume, verbose))
     sections = []
     for scale in sorted({scale for scale, _ in generators.values()}):
         methods = [Method("bicubic", f"x{scale}")]
