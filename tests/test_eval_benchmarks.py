@@ -115,6 +115,26 @@ def test_scores_follow_the_paper_protocol_and_skips_are_counted(tmp_path, photos
         evaluate_dataset(discover_benchmark(tmp_path / "set", 4), [Method("bicubic")], progress=False, lr_convention="single")
 
 
+def test_an_image_too_small_to_score_is_a_counted_skip(tmp_path, photos):
+    from eusr_perceptual.metrics.lpips import CHANNELS, LPIPS, build_backbone
+
+    save(tmp_path / "set" / "coffee.png", photos["coffee"])
+    save(tmp_path / "set" / "tiny.png", photos["coffee"][:16, :16])  # 8 px after the 4-px crop: less than SSIM's 11
+    result = evaluate_dataset(discover_benchmark(tmp_path / "set", 4), [Method("bicubic")], progress=False)
+    assert [score.image for score in result.scores] == ["coffee"]
+    assert result.skips.count == 1 and result.skips.skipped[0][0].endswith("tiny.png")
+    assert "16x16 is too small to score" in result.skips.skipped[0][1]
+    # With LPIPS the backbone's pools must fit too (AlexNet: 31 px), else the image is skipped, not a crash.
+    save(tmp_path / "set" / "small.png", photos["coffee"][:36, :36])
+    lpips = LPIPS("alex", build_backbone("alex"), [np.ones(c, np.float32) for c in CHANNELS["alex"]])
+    with pytest.raises(ValueError, match="LPIPS-alex needs images of at least 31 px per side, got 28x28"):
+        lpips(photos["coffee"][:28, :28], photos["coffee"][:28, :28])
+    scored = evaluate_dataset(discover_benchmark(tmp_path / "set", 4), [Method("bicubic")], lpips, progress=False)
+    assert [score.image for score in scored.scores] == ["coffee"] and scored.skips.count == 2
+    assert [s.image for s in evaluate_dataset(discover_benchmark(tmp_path / "set", 4), [Method("bicubic")],
+                                              progress=False).scores] == ["coffee", "small"]
+
+
 def test_lr_conventions_differ_only_in_rounding():
     hr = skimage.data.astronaut()[:64, :48]
     double, native = make_lr(hr, 4, "double"), make_lr(hr, 4, "uint8")

@@ -145,6 +145,19 @@ def test_ava_vote_counts_overflowing_int64_are_counted_skips(tmp_path):
     assert all("does not fit in int64" in reason for _, reason in report.skipped)
 
 
+def test_missing_images_are_summarised_in_one_warning(tmp_path, caplog):
+    make_ava_tree(tmp_path)
+    for image_id in AVA_IDS[7:]:
+        (tmp_path / "images" / f"{image_id}.jpg").unlink()  # 8 of the 14 labelled images are missing
+    with caplog.at_level(logging.WARNING):
+        data = load_ava(tmp_path, validation_size=2, seed=2)
+    missing = [name for name, reason in data.report.skipped if reason == "missing"]
+    assert len(missing) == 8 and len(data.train) + len(data.validation) == 6
+    lines = [record.getMessage() for record in caplog.records if "missing" in record.getMessage()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"skipping 8 labelled image(s) missing from {tmp_path}: {', '.join(missing[:5])} and 3 more")
+
+
 def test_ava_split_is_seeded_and_skips_missing_images(ava_tree):
     root, special = ava_tree
     data = load_ava(root, validation_size=4, seed=3)

@@ -235,6 +235,26 @@ def test_same_stem_inputs_get_distinct_names_and_nothing_is_overwritten(tmp_path
     assert "same output file" in error and "a/x.png" in error and "b/x.png" in error and not fresh.exists()
 
 
+def test_no_input_is_replaced_and_out_may_not_lie_in_an_input_folder(tmp_path, tiny_x4_only, capsys):
+    tiny_x4_only.save(tmp_path / "model.keras")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(8)
+    Image.fromarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)).save(photos / "a.png")
+    Image.fromarray(rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)).save(photos / "a_x4.png")  # the user's photo
+    kept = (photos / "a_x4.png").read_bytes()
+    for out in (photos, photos / "upscaled"):
+        assert run_upscale(tmp_path / "model.keras", photos, "--out", out) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and f"--out {out} is inside the input folder {photos}" in error
+    assert run_upscale(tmp_path / "model.keras", photos / "a.png", photos / "a_x4.png", "--out", photos) == 2
+    error = capsys.readouterr().err
+    assert f"the output of {photos / 'a.png'} would replace the input file {photos / 'a_x4.png'}" in error
+    assert (photos / "a_x4.png").read_bytes() == kept and sorted(p.name for p in photos.iterdir()) == ["a.png", "a_x4.png"]
+    # Beside the inputs, with no name of an input, is fine.
+    assert run_upscale(tmp_path / "model.keras", photos / "a.png", "--out", tmp_path / "out") == 0
+
+
 def test_a_bad_output_folder_is_a_one_line_error(tmp_path, tiny_x4_only, capsys):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "in.png")
     tiny_x4_only.save(tmp_path / "model.keras")

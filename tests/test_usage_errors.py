@@ -86,6 +86,39 @@ def test_upscale_refuses_bad_models_and_inputs_in_one_line(files, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("flag", ["--tile", "--overlap"])
+def test_a_negative_tile_or_overlap_is_refused_when_the_flags_are_parsed(files, capsys, flag):
+    from eusr_perceptual.cli import evaluate, upscale
+
+    root, _ = files
+    model = str(root / "model.keras")
+    for parse, argv in ((upscale.parse_args, [model, str(root / "photo.png")]),
+                        (evaluate.parse_args, ["--model", model, "--data", "skimage"])):
+        assert parse([*argv, flag, "0"]) is not None  # 0 is a size (--tile 0: the whole image)
+        with pytest.raises(SystemExit) as stop:
+            parse([*argv, flag, "-1"])
+        assert stop.value.code == 2 and f"argument {flag}: must be 0 or more, got -1" in capsys.readouterr().err
+
+
+def test_keras_files_load_with_safe_mode_on(tmp_path):
+    """A .keras file is code: a Lambda layer's Python function must not run when one loads."""
+    from nima.model import load_predictor
+
+    marker = tmp_path / "ran"
+    inputs = keras.Input((None, None, 3))
+    touches = eval(f"lambda x: x + float(__import__('pathlib').Path({str(marker)!r}).touch() is None)")  # no closure
+    outputs = keras.layers.Lambda(touches)(inputs)
+    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    marker.unlink()  # it ran when the model was built
+    with pytest.raises(GeneratorLoadError, match="safe_mode"):
+        load_generator(tmp_path / "lambda.keras")
+    with pytest.raises(ValueError, match="safe_mode"):
+        load_predictor(tmp_path / "lambda.keras")
+    assert not marker.exists()
+    keras.saving.load_model(tmp_path / "lambda.keras", safe_mode=False)  # the premise: the function is live
+    assert marker.exists()
+
+
 def test_evaluate_checks_models_before_data_and_rejects_files_and_empty_folders(files, capsys):
     from eusr_perceptual.cli import evaluate
 

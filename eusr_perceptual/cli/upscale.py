@@ -15,7 +15,10 @@ Output names: ``<stem>_<route>.png`` (folder inputs keep their sub-folders). Whe
 inputs would get the same name (``photo.jpg`` and ``photo.png``), each of them keeps its
 extension in the name instead (``photo_jpg_x4.png``, ``photo_png_x4.png``); names that still
 clash are refused before anything runs, so no output overwrites another. A file left by an
-earlier run is replaced, and the report line says so.
+earlier run is replaced, and the report line says so. No input is ever replaced: ``--out`` may
+not be an input folder or lie inside one (a re-run would upscale the outputs of the last one,
+and ``a.png``'s output could replace a photo named ``a_x4.png``), nor may an output name be an
+input file's; both are refused in one line before the model loads.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--scale", type=int, help="upscaling factor (a path of the model; default 4)")
     group.add_argument("--route", help="x2, x4, x8, or 4PP-EUSR's multi-pass x4 routes x2x2 / x8down")
-    parser.add_argument("--tile", type=int, default=128, help="LR tile size (0: whole image at once)")
-    parser.add_argument("--overlap", type=int, default=32, help="LR context pixels around each tile")
+    parser.add_argument("--tile", type=non_negative_int, default=128, help="LR tile size (0: whole image at once)")
+    parser.add_argument("--overlap", type=non_negative_int, default=32, help="LR context pixels around each tile")
     parser.add_argument("--self-ensemble", action="store_true", help="average over the 8 flips/rotations")
     return parser.parse_args(argv)
 
@@ -71,9 +74,15 @@ def output_jobs(inputs: list[Path], out: Path, route: str) -> list[tuple[Path, P
 
     Raises:
         PathUsageError: an input does not exist.
-        UsageError: two inputs would still write the same file.
+        UsageError: two inputs would still write the same file; ``out`` is an input folder
+            or inside one; an output would replace an input file.
     """
     sources = _sources(inputs)
+    target = out.resolve()
+    for source in inputs:
+        if source.is_dir() and (target == source.resolve() or source.resolve() in target.parents):
+            raise UsageError(f"--out {out} is inside the input folder {source}: a re-run would upscale its own outputs "
+                             "and an output could replace an input file; choose an --out outside the inputs")
 
     def key(destination: Path) -> str:
         return str(destination).casefold()
@@ -93,6 +102,12 @@ def output_jobs(inputs: list[Path], out: Path, route: str) -> list[tuple[Path, P
     if clashes:
         names = "; ".join(" and ".join(str(p) for p in paths) for paths in clashes)
         raise UsageError(f"these inputs would be written to the same output file: {names} (rename one, or upscale them separately)")
+    inputs_by_key = {key(path.resolve()): path for path, _ in sources}
+    replaced = [(path, destination) for path, destination in jobs if key(destination.resolve()) in inputs_by_key]
+    if replaced:
+        path, destination = replaced[0]
+        raise UsageError(f"the output of {path} would replace the input file {inputs_by_key[key(destination.resolve())]}; "
+                         "choose another --out")
     return jobs
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from eusr_perceptual.data.images import SkipReport
-from nima.datasets.common import Layout, LabelFileError, ScoreDataset, ScoredImages, index_folder
+from nima.datasets.common import Layout, LabelFileError, ScoreDataset, ScoredImages, index_folder, skip_missing
 from nima.config import SCORE_BINS
 
 LAYOUT = Layout(
@@ -87,16 +87,17 @@ def read_ava_labels(path: str | Path, report: SkipReport) -> tuple[np.ndarray, n
     return np.asarray(ids, dtype=np.int64), (counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def _existing(ids: np.ndarray, distributions: np.ndarray, files: dict[str, str], report: SkipReport) -> ScoredImages:
-    keep, paths = [], []
+def _existing(ids: np.ndarray, distributions: np.ndarray, files: dict[str, str]) -> tuple[ScoredImages, list[str]]:
+    """The labelled images whose files exist, and the names of the missing ones."""
+    keep, paths, missing = [], [], []
     for row, image_id in enumerate(ids):
         path = files.get(f"{image_id}.jpg")
         if path is None:
-            report.skip(f"images/{image_id}.jpg", "missing")
+            missing.append(f"images/{image_id}.jpg")
         else:
             keep.append(row)
             paths.append(path)
-    return ScoredImages(tuple(paths), distributions[keep])
+    return ScoredImages(tuple(paths), distributions[keep]), missing
 
 
 def load_ava(
@@ -104,7 +105,8 @@ def load_ava(
 ) -> ScoreDataset:
     """AVA split into training and validation images (section 4.2).
 
-    Missing image files are skipped with a counted warning; files that fail to decode are
+    Missing image files are counted as skipped, with one warning giving their number and the
+    first few names; files that fail to decode are
     skipped later, when the input pipeline reads them (:mod:`nima.preprocessing`).
     """
     data_dir = LAYOUT.check(data_dir)
@@ -114,10 +116,11 @@ def load_ava(
         raise ValueError(f"validation_size must be between 1 and {len(ids) - 1} (AVA.txt has {len(ids)} images), got {validation_size}")
     order = np.random.default_rng(seed).permutation(len(ids))
     files = index_folder(data_dir / "images")
-    split = {
-        name: _existing(ids[rows], distributions[rows], files, report)
-        for name, rows in (("validation", np.sort(order[:validation_size])), ("train", np.sort(order[validation_size:])))
-    }
+    split, missing = {}, []
+    for name, rows in (("validation", np.sort(order[:validation_size])), ("train", np.sort(order[validation_size:]))):
+        split[name], absent = _existing(ids[rows], distributions[rows], files)
+        missing += absent
+    skip_missing(report, missing, data_dir)
     for name, images in split.items():
         if not len(images):
             raise LabelFileError(f"none of the {name} images of {data_dir / 'AVA.txt'} is in {data_dir / 'images'}")

@@ -1,11 +1,13 @@
 """What both score datasets produce: image paths with 10-bin score distributions, split in two.
 
 Shared helpers check a data folder's layout (naming every file that is missing and where the
-dataset comes from) and look up image files case-insensitively.
+dataset comes from), look up image files case-insensitively and report the labelled images
+whose files are missing in one warning (a partial AVA download misses most of 255,000).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,11 @@ import numpy as np
 from eusr_perceptual.errors import PathUsageError, ValueUsageError
 from eusr_perceptual.data.images import SkipReport
 from nima.config import SCORE_BINS
+
+log = logging.getLogger(__name__)
+
+#: How many missing files the one warning names.
+SHOWN_MISSING = 5
 
 
 class DatasetLayoutError(PathUsageError):
@@ -89,6 +96,17 @@ class Layout:
 
 def _present(path: Path, is_folder: bool) -> bool:
     return path.is_dir() if is_folder else path.is_file()
+
+
+def skip_missing(report: SkipReport, names: list[str], data_dir: Path) -> None:
+    """Counts ``names`` (labelled images without a file, relative to ``data_dir``) as skipped in
+    ``report`` with one warning: their number and the first :data:`SHOWN_MISSING`."""
+    if not names:
+        return
+    report.skipped.extend((name, "missing") for name in names)
+    more = f" and {len(names) - SHOWN_MISSING:,} more" if len(names) > SHOWN_MISSING else ""
+    log.warning("skipping %s labelled image(s) missing from %s: %s%s", f"{len(names):,}", data_dir,
+                ", ".join(names[:SHOWN_MISSING]), more)
 
 
 def index_folder(folder: Path) -> dict[str, str]:

@@ -24,7 +24,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from eusr_perceptual.data.images import SkipReport
-from nima.datasets.common import Layout, LabelFileError, ScoreDataset, ScoredImages, index_folder
+from nima.datasets.common import Layout, LabelFileError, ScoreDataset, ScoredImages, index_folder, skip_missing
 from nima.config import SCORE_BINS
 
 LAYOUT = Layout(
@@ -164,7 +164,8 @@ def load_tid2013(
     """TID2013 split by reference image (section 4.2): the distorted versions of the first
     ``validation_references`` references validate, the others train.
 
-    Missing image files are skipped with a counted warning; files that fail to decode are
+    Missing image files are counted as skipped, with one warning giving their number and the
+    first few names; files that fail to decode are
     skipped later, when the input pipeline reads them (:mod:`nima.preprocessing`).
     """
     data_dir = LAYOUT.check(data_dir)
@@ -178,12 +179,8 @@ def load_tid2013(
         )
     distributions = gaussian_distribution(labels.mos + SCORE_OFFSET, labels.std)
     files = index_folder(data_dir / "distorted_images")
-    present = []
-    for row, name in enumerate(labels.names):
-        if name.lower() in files:
-            present.append(row)
-        else:
-            report.skip(f"distorted_images/{name}", "missing")
+    present = [row for row, name in enumerate(labels.names) if name.lower() in files]
+    skip_missing(report, [f"distorted_images/{name}" for name in labels.names if name.lower() not in files], data_dir)
     present = np.asarray(present, dtype=np.int64)
     images = ScoredImages(tuple(files[labels.names[row].lower()] for row in present), distributions[present])
     is_validation = np.isin(labels.references[present], references[:validation_references])
