@@ -63,3 +63,16 @@ def test_every_third_party_import_of_the_package_is_declared():
     imported = {name for pair in imported for name in pair if name}
     third_party = {m for m in imported if m not in sys.stdlib_module_names and m not in ("eusr_perceptual", "nima")}
     assert third_party <= declared, f"imported but not declared: {sorted(third_party - declared)}"
+
+
+def test_keras_floor_is_above_the_versions_with_safe_mode_bypasses():
+    """Keras before 3.14 loads .keras files with public safe_mode bypasses (CVE-2025-1550,
+    CVE-2025-9906, CVE-2026-1462) and an archive path traversal."""
+    import keras
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    (line,) = [line.strip() for line in config["options"]["install_requires"].splitlines() if line.strip().startswith("keras")]
+    floor = re.search(r">=\s*(\d+)\.(\d+)", line)
+    assert floor and (int(floor.group(1)), int(floor.group(2))) >= (3, 14), line
+    assert tuple(int(part) for part in keras.__version__.split(".")[:2]) >= (3, 14)  # the tests run on a fixed Keras

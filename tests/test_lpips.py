@@ -22,6 +22,7 @@ import pytest
 from eusr_perceptual.metrics.lpips import BACKBONE_CONVS, CHANNELS, LPIPSUnavailable, build_backbone, load_lpips
 from eusr_perceptual.metrics.lpips_weights import (
     MAX_ELEMENTS,
+    MAX_EXPANSION,
     TORCHVISION_FEATURE_INDICES,
     TorchFileError,
     convert_lpips_weights,
@@ -49,13 +50,14 @@ def fake_alex_states(seed=0):
     return linear, backbone
 
 
-def write_torch_file(state, path, legacy, monkeypatch, views=None, counts=None):
+def write_torch_file(state, path, legacy, monkeypatch, views=None, counts=None, aliases=None):
     """Writes ``state`` as torch.save would (zip or legacy format), without torch: the
     pickle references torch._utils._rebuild_tensor_v2 and torch.FloatStorage by name.
 
     ``views`` maps a tensor name to a crafted ``(offset, size, stride)``; ``counts`` maps it
-    to a crafted element count of its storage (the legacy format's count field)."""
-    views, counts = views or {}, counts or {}
+    to a crafted element count of its storage (the legacy format's count field); ``aliases``
+    maps a tensor name to the name whose storage it shares (stored once, as torch does)."""
+    views, counts, aliases = views or {}, counts or {}, aliases or {}
     torch_module, utils_module = types.ModuleType("torch"), types.ModuleType("torch._utils")
 
     class FloatStorage:
@@ -85,7 +87,11 @@ def write_torch_file(state, path, legacy, monkeypatch, views=None, counts=None):
         return 0, array.shape, tuple(s // array.itemsize for s in array.strides)
 
     refs = {name: StorageRef(str(i), np.ascontiguousarray(a, np.float32)) for i, (name, a) in enumerate(state.items())}
+    refs.update({name: refs[source] for name, source in aliases.items()})
     wrapped = OrderedDict((name, Tensor(refs[name], views.get(name) or contiguous_view(refs[name].array))) for name in state)
+    owners = {}  # storage key -> (first tensor name, storage)
+    for name, ref in refs.items():
+        owners.setdefault(ref.key, (name, ref))
 
     class Pickler(pickle.Pickler):
         def persistent_id(self, obj):
@@ -100,13 +106,13 @@ def write_torch_file(state, path, legacy, monkeypatch, views=None, counts=None):
             for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
                 pickle.dump(header, stream, protocol=2)
             stream.write(body.getvalue())
-            pickle.dump([ref.key for ref in refs.values()], stream, protocol=2)
-            for name, ref in refs.items():
+            pickle.dump(list(owners), stream, protocol=2)
+            for name, ref in owners.values():
                 stream.write(np.int64(counts.get(name, ref.array.size)).tobytes() + ref.array.tobytes())
     else:
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr("archive/data.pkl", body.getvalue())
-            for ref in refs.values():
+            for _, ref in owners.values():
                 archive.writestr(f"archive/data/{ref.key}", ref.array.tobytes())
 
 
@@ -233,6 +239,30 @@ def test_crafted_tensor_headers_are_refused(tmp_path, monkeypatch, legacy, view,
     monkeypatch.delitem(sys.modules, "torch")
     with pytest.raises(TorchFileError, match=message):
         read_torch_state_dict(path)
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
+def test_views_cannot_expand_the_bytes_of_the_file(tmp_path, monkeypatch, legacy):
+    # A stride-0 view repeats one element: 2**20 elements (4 MiB) from 16 (64 bytes). The same
+    # header with 2**31 elements made a 529-byte file a 16 GiB array; this size keeps the old
+    # code's copy small while showing that the element count alone (under MAX_ELEMENTS) let it pass.
+    path = tmp_path / "expanded.pth"
+    write_torch_file({"w": TEN}, path, legacy, monkeypatch, views={"w": (0, (2**20,), (0,))})
+    monkeypatch.delitem(sys.modules, "torch")
+    assert 2**20 < MAX_ELEMENTS
+    with pytest.raises(TorchFileError, match=r"repeats elements: its 1048576 elements \(4194304 bytes\) exceed the 16 "
+                                             r"of storage 0 \(64 bytes\)"):
+        read_torch_state_dict(path)
+    # One view named many times: each is inside its storage, all together 6 times its bytes.
+    names = {"w": TEN, **{f"copy{i}": TEN for i in range(5)}}
+    write_torch_file(names, path, legacy, monkeypatch, aliases={f"copy{i}": "w" for i in range(5)})
+    monkeypatch.delitem(sys.modules, "torch")
+    with pytest.raises(TorchFileError, match=f"expand 64 bytes of storage to 384 bytes \\(more than {MAX_EXPANSION}x"):
+        read_torch_state_dict(path)
+    write_torch_file(dict(list(names.items())[:2]), path, legacy, monkeypatch, aliases={"copy0": "w"})  # tied weights
+    monkeypatch.delitem(sys.modules, "torch")
+    loaded = read_torch_state_dict(path)
+    np.testing.assert_array_equal(loaded["copy0"], TEN)
 
 
 def test_strided_views_inside_the_storage_are_read(tmp_path, monkeypatch):
