@@ -24,29 +24,27 @@ import keras
 import tensorflow as tf
 
 from eusr_perceptual.losses.registry import LossTerm, register_term
+from eusr_perceptual.registry import Registry
 
-_OBJECTIVES: dict[str, type["AdversarialObjective"]] = {}
+#: Every adversarial objective class by name and alias.
+OBJECTIVES: Registry[type["AdversarialObjective"]] = Registry("adversarial objective", "eusr_perceptual.losses")
 
 
 def register_objective(name: str, *aliases: str):
     """Class decorator: registers an objective under ``name`` (its ``name``) and ``aliases``."""
     def decorate(cls):
         cls.name = name
-        for key in (name, *aliases):
-            _OBJECTIVES[key] = cls
-        return cls
+        return OBJECTIVES.register(name, *aliases)(cls)
     return decorate
 
 
 def get_objective(name: str, **options: Any) -> "AdversarialObjective":
     """The objective registered under ``name``, built with ``options``."""
-    if name not in _OBJECTIVES:
-        raise ValueError(f"unknown adversarial objective {name!r}; registered: {sorted(_OBJECTIVES)}")
-    return _OBJECTIVES[name](**options)
+    return OBJECTIVES.get(name)(**options)
 
 
 def registered_objectives() -> tuple[str, ...]:
-    return tuple(sorted(_OBJECTIVES))
+    return OBJECTIVES.names()
 
 
 def _f32(x) -> tf.Tensor:

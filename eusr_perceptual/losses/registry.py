@@ -25,7 +25,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 import tensorflow as tf
 
-_TERMS: dict[str, type["LossTerm"]] = {}
+from eusr_perceptual.registry import Registry
+
+#: Every loss term class by kind (importing :mod:`eusr_perceptual.losses` registers the built-ins).
+TERMS: Registry[type["LossTerm"]] = Registry("loss term", "eusr_perceptual.losses")
 
 
 def register_term(kind: str, group: str) -> Callable[[type["LossTerm"]], type["LossTerm"]]:
@@ -33,20 +36,10 @@ def register_term(kind: str, group: str) -> Callable[[type["LossTerm"]], type["L
     ("pixel", "quality", "perceptual", "adversarial", "feature_matching", ...)."""
 
     def decorate(cls: type[LossTerm]) -> type[LossTerm]:
-        if kind in _TERMS and _TERMS[kind] is not cls:
-            raise ValueError(f"loss term {kind!r} is already registered by {_TERMS[kind].__qualname__}")
         cls.kind, cls.group = kind, group
-        _TERMS[kind] = cls
-        return cls
+        return TERMS.register(kind)(cls)
 
     return decorate
-
-
-def registered_terms() -> dict[str, type["LossTerm"]]:
-    """Every registered kind -> class (importing :mod:`eusr_perceptual.losses` registers them all)."""
-    import eusr_perceptual.losses  # noqa: F401  (registers the built-in terms)
-
-    return dict(_TERMS)
 
 
 class Resources:
@@ -142,11 +135,9 @@ class TermSpec:
 def parse_terms(entries: Iterable) -> tuple[TermSpec, ...]:
     """Specs from a preset's list, checked: known kinds, non-negative weights, unique names."""
     specs = tuple(TermSpec.parse(entry) for entry in entries)
-    known = registered_terms()
     names: set[str] = set()
     for spec in specs:
-        if spec.kind not in known:
-            raise ValueError(f"unknown loss term {spec.kind!r}; registered: {sorted(known)}")
+        TERMS.get(spec.kind)  # ValueError naming the registered kinds
         if spec.weight < 0:
             raise ValueError(f"loss term {spec.name!r} has a negative weight {spec.weight}")
         if spec.name in names:
@@ -157,13 +148,12 @@ def parse_terms(entries: Iterable) -> tuple[TermSpec, ...]:
 
 def build_terms(entries: Iterable, resources: Resources) -> list[LossTerm]:
     """The active terms (weight > 0) of a preset's list, in order."""
-    known = registered_terms()
     terms = []
     for spec in parse_terms(entries):
         if spec.weight == 0:
             continue
         options = {k: v for k, v in spec.options.items() if k != "name"}
-        terms.append(known[spec.kind](spec.name, spec.weight, resources, **options))
+        terms.append(TERMS.get(spec.kind)(spec.name, spec.weight, resources, **options))
     if not terms:
         raise ValueError("every loss term is disabled: nothing would train the generator")
     return terms

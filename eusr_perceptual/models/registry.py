@@ -12,30 +12,28 @@ Every discriminator is a functional model from [0, 255] RGB to float32 logits wh
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Mapping
 
 import keras
 
+from eusr_perceptual.registry import Registry
+
 ROLES = ("generator", "discriminator")
-_BUILDERS: dict[str, dict[str, Callable[..., keras.Model]]] = {role: {} for role in ROLES}
+#: The builders of each role by type name (importing :mod:`eusr_perceptual.models` registers them).
+NETWORKS: dict[str, Registry[Callable[..., keras.Model]]] = {
+    role: Registry(f"{role} type", "eusr_perceptual.models") for role in ROLES}
 
 
 def register_network(name: str, role: str):
     """Decorator: registers ``builder(**options) -> keras.Model`` as ``name`` for ``role``."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-
-    def decorate(builder):
-        _BUILDERS[role][name] = builder
-        return builder
-
-    return decorate
+    return NETWORKS[role].register(name)
 
 
 def registered_networks(role: str) -> tuple[str, ...]:
-    import eusr_perceptual.models  # noqa: F401  (registers the built-in networks)
-
-    return tuple(sorted(_BUILDERS[role]))
+    return NETWORKS[role].names()
 
 
 def build_network(spec: Mapping[str, Any], role: str, **context: Any) -> keras.Model:
@@ -45,15 +43,9 @@ def build_network(spec: Mapping[str, Any], role: str, **context: Any) -> keras.M
     discriminator = the HR patch side); each item is passed when the builder takes it and the
     spec does not set it.
     """
-    import inspect
-
-    import eusr_perceptual.models  # noqa: F401
-
     options = dict(spec)
     name = options.pop("type", None)
-    if name not in _BUILDERS[role]:
-        raise ValueError(f"unknown {role} type {name!r}; registered: {sorted(_BUILDERS[role])}")
-    builder = _BUILDERS[role][name]
+    builder = NETWORKS[role].get(name)
     accepted = inspect.signature(builder).parameters
     options = {**{k: v for k, v in context.items() if k in accepted}, **options}
     try:
