@@ -45,6 +45,7 @@ from eusr_perceptual.losses.registry import LossTerm, Resources, build_terms
 from eusr_perceptual.models.registry import with_features
 from eusr_perceptual.training.context import StepContext
 from eusr_perceptual.training.gradients import minimize
+from eusr_perceptual.training.step_functions import compiled_step
 
 
 
@@ -223,8 +224,8 @@ class GANTrainer(keras.Model):
             return self.train_function
         if self.steps_per_execution != 1:
             raise ValueError("discriminator warm-up needs steps_per_execution=1")
-        warmup = self._make_function(self.warmup_step)
-        train = self._make_function(self.train_step)
+        warmup = compiled_step(self, self.warmup_step)
+        train = compiled_step(self, self.train_step)
 
         def train_function(iterator):
             in_warmup = int(self.step_counter.numpy()) < self.schedule.d_warmup

@@ -23,6 +23,7 @@ from keras import ops
 from eusr_perceptual.configs.pretrain import PRETRAIN_PRESETS, PretrainConfig  # noqa: F401  (re-exported)
 from eusr_perceptual.models.eusr import EUSR
 from eusr_perceptual.training.gradients import minimize
+from eusr_perceptual.training.step_functions import compiled_step
 
 
 def learning_rate_schedule(config: PretrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:
@@ -91,7 +92,7 @@ class MultiScalePretrainer(keras.Model):
         if self.steps_per_execution != 1:
             raise ValueError("MultiScalePretrainer needs steps_per_execution=1 (the path changes every step)")
         per_scale = {
-            scale: self._make_function(lambda data, scale=scale: self.train_step_at_scale(scale, data))
+            scale: compiled_step(self, lambda data, scale=scale: self.train_step_at_scale(scale, data))
             for scale in self.generator.scales
         }
 

@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from eusr_perceptual.errors import ValueUsageError
 from eusr_perceptual.training import STRATEGIES
+from eusr_perceptual.training.step_functions import wrapping_steps
 
 
 TF_CONFIG_EXAMPLE = (
@@ -169,7 +170,8 @@ def keras_fit_context(model: keras.Model) -> Iterator[None]:
     """Runs the ``model.fit`` inside it under ``model.distribute_strategy``.
 
     For a multi-worker strategy this works around two defects of Keras 3's TensorFlow trainer
-    (keras-team/keras#20585), through its private ``_distribute_strategy`` and ``_make_function``:
+    (keras-team/keras#20585), through its private ``_distribute_strategy`` and step compiler
+    (:mod:`~eusr_perceptual.training.step_functions`):
 
     * ``fit`` first "symbolically builds" the model from one batch reduced by
       ``strategy.reduce("MEAN", batch)``, which fails for a nested batch under this strategy.
@@ -185,19 +187,16 @@ def keras_fit_context(model: keras.Model) -> Iterator[None]:
     if not in_multi_worker_mode(strategy):
         yield
         return
-    make_function = model._make_function
-
     def with_rank_one_logs(step_function):
         def step(data):
             logs = step_function(data)
             return tf.nest.map_structure(lambda value: tf.reshape(value, [1]) if value.shape.rank == 0 else value, logs)
 
-        return make_function(step)
+        return step
 
-    model._distribute_strategy, model._make_function = None, with_rank_one_logs
+    model._distribute_strategy = None
     try:
-        with strategy.scope():
+        with wrapping_steps(model, with_rank_one_logs), strategy.scope():
             yield
     finally:
         model._distribute_strategy = strategy
-        del model._make_function  # the class's method again
