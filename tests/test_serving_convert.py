@@ -1,8 +1,10 @@
 """TFLite and ONNX exports, run in LiteRT and onnxruntime, against the Keras model."""
 
 import importlib
+import re
 
 import keras
+import numpy as np
 import pytest
 
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
@@ -58,6 +60,15 @@ def test_tflite_float32_and_float16_run_at_two_sizes(model, photographs, tmp_pat
     assert set(interpreter.get_signature_list()) == {"path_x2x2_float", "path_x8down_float"}
     details = interpreter.get_signature_runner("path_x8down_float").get_input_details()["images"]
     assert list(details["shape_signature"]) == [-1, -1, -1, 3]
+    # Other ranks and channel counts are refused (they ran, with answers of wrong shapes): by the
+    # runner with a sentence, and by the signature itself, which TFLite resizes to any shape.
+    runner = interpreter.get_signature_runner("path_x2x2_float")
+    for shape in ((20, 28, 3), (1, 20, 28, 1), (1, 20, 28, 4), (2, 1, 20, 28, 3)):
+        with pytest.raises(ValueError, match=re.escape(f"images must be RGB, [batch, height, width, 3]; got shape {shape}")):
+            runners["x2x2"](np.zeros(shape, np.float32))
+        with pytest.raises(RuntimeError, match="RESHAPE"):
+            runner(images=np.zeros(shape, np.float32))
+    assert runner(images=photographs[1])["upscaled"].shape == (3, 80, 112, 3)
 
 
 @needs_onnx

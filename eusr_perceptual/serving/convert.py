@@ -9,7 +9,13 @@ Every route of the model (its scales and the multi-pass x4 routes it supports, a
   the SavedModel's float signatures (``upscale_x4_float``, ``path_x2x2_float``...), with
   float32 weights or float16 weights (``float16=True``: half the size; the interpreter
   computes in float32 on CPUs). A signature runner resizes its input for each call
-  (``resize_tensor_input``), so any image size runs without a new conversion.
+  (``resize_tensor_input``), so any image size runs without a new conversion — and any rank
+  and channel count: a 5x6 ``[H, W, 3]`` image ran as 5 images of 6x3 pixels (a
+  ``[5, 12, 6, 3]`` answer at x2) and a 1-channel batch gave a 3-channel one. TFLite has no
+  assert op, so each signature starts with a reshape to ``[B, H, W, 3]`` taken from the
+  input's own shape (:func:`_rgb_batch`): the identity on an RGB batch, a RESHAPE that fails
+  to prepare on anything else. :func:`tflite_runner` refuses such inputs with a sentence
+  first (onnxruntime refuses them by the declared input shape).
 * ONNX (``tf2onnx``, opset :data:`ONNX_OPSET`): one ``<name>_<route>.onnx`` per route (an ONNX
   graph has one entry point), input ``images`` and output ``upscaled`` with symbolic batch,
   height and width.
@@ -77,11 +83,22 @@ def _frozen_routes(model, routes: Iterable[str] | None) -> dict[str, Callable]:
     return frozen
 
 
+def _rgb_batch(images: tf.Tensor) -> tf.Tensor:
+    """``images`` reshaped to ``[B, H, W, 3]`` from its first three dimensions: the identity for
+    an RGB batch; for another rank or channel count the element counts differ and TFLite's
+    RESHAPE fails (``num_input_elements != num_output_elements``)."""
+    return tf.reshape(images, tf.concat([tf.shape(images)[:3], [3]], axis=0))
+
+
 def export_tflite(model, path: str | Path, float16: bool = False, routes: Iterable[str] | None = None) -> Path:
-    """Writes a ``.tflite`` file with one signature per route (all routes by default)."""
+    """Writes a ``.tflite`` file with one signature per route (all routes by default); each
+    refuses inputs other than ``[B, H, W, 3]`` (:func:`_rgb_batch`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    signatures = {float_signature_name(route): function.get_concrete_function() for route, function in _frozen_routes(model, routes).items()}
+    signatures = {
+        float_signature_name(route): tf.function(lambda images, f=function: f(_rgb_batch(images)), input_signature=[_IMAGES]).get_concrete_function()
+        for route, function in _frozen_routes(model, routes).items()
+    }
     with tempfile.TemporaryDirectory() as work:  # named signatures come from a SavedModel
         tf.saved_model.save(tf.Module(), work, signatures=signatures)
         converter = tf.lite.TFLiteConverter.from_saved_model(work, signature_keys=list(signatures))
@@ -105,10 +122,20 @@ def export_onnx(model, directory: str | Path, name: str, routes: Iterable[str] |
 
 
 def tflite_runner(path: str | Path, signature: str) -> Callable[[np.ndarray], np.ndarray]:
-    """``run(images) -> upscaled`` through the LiteRT interpreter (any batch and size)."""
+    """``run(images) -> upscaled`` through the LiteRT interpreter (any batch and size).
+
+    ``run`` raises ValueError for images that are not ``[batch, height, width, 3]``.
+    """
     interpreter = require("ai_edge_litert.interpreter", "ai-edge-litert").Interpreter(model_path=str(path))
     runner = interpreter.get_signature_runner(signature)
-    return lambda images: runner(images=np.asarray(images, np.float32))["upscaled"]
+
+    def run(images) -> np.ndarray:
+        images = np.asarray(images, np.float32)
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be RGB, [batch, height, width, 3]; got shape {images.shape}")
+        return runner(images=images)["upscaled"]
+
+    return run
 
 
 def onnx_runner(path: str | Path) -> Callable[[np.ndarray], np.ndarray]:
