@@ -27,7 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CONFIGS = {"demo": {"channels": 32, "shared_blocks": 4}, "paper": {"channels": 64, "shared_blocks": 32}}
+CONFIGS = {"tiny": {"channels": 8, "shared_blocks": 1}, "demo": {"channels": 32, "shared_blocks": 4},
+           "paper": {"channels": 64, "shared_blocks": 32}}
 
 
 def make_input(size: int, path: Path) -> Path:

@@ -19,6 +19,15 @@ an ``InvalidArgument`` error naming it):
   ``overlap`` pixels of context, inside the graph (:mod:`eusr_perceptual.serving.tiling`), so
   that large images are served in bounded memory.
 
+Each encoded-image signature reads an image's size from its header and refuses, before
+decoding it, an image over its limit (``InvalidArgument`` naming the limit and, for the
+whole-image signature, the tiled one to use). The limits follow from a memory budget per
+request (:class:`~eusr_perceptual.serving.limits.RequestBudget`, default 2048 MiB) and the
+model's estimated peak memory per pixel on each route
+(:func:`eusr_perceptual.serving.memory.bytes_per_pixel`); a route's tile is ``tile`` or, where
+its forward pass would take more than half the budget, the largest that fits. They are
+written to ``assets.extra/request_limits.json`` (:mod:`eusr_perceptual.serving.limits`).
+
 ``serving_default`` is ``upscale_x4`` (the model's largest scale if it has no x4 path).
 Every ``images`` signature checks inside its graph that the input has 3 channels and otherwise fails
 with :data:`CHANNELS_MESSAGE` (TF Serving and loaded signatures do not enforce the declared
@@ -48,6 +57,8 @@ from eusr_perceptual.models.loading import float_signature_name
 from eusr_perceptual.resize import round_to_uint8_tf
 from eusr_perceptual.serving.codec import IMAGES_BYTES, UPSCALED_BYTES, encoded_images_spec, upscale_encoded
 from eusr_perceptual.serving.graph_resize import halve_matlab_graph
+from eusr_perceptual.serving.limits import PixelLimit, RequestBudget, fitting_tile, tiled_limit, untiled_limit, write_limits
+from eusr_perceptual.serving.memory import bytes_per_pixel
 from eusr_perceptual.serving.tiling import upscale_tiled
 from eusr_perceptual.serving.warmup import MissingExtra, warmup_image, write_warmup_requests
 
@@ -56,6 +67,7 @@ __all__ = [
     "export_savedmodel",
     "exported_routes",
     "halve_matlab_graph",
+    "route_limits",
     "signature_names",
 ]
 
@@ -114,6 +126,23 @@ class _TracedPaths:
         return self.functions[scale](images)
 
 
+def route_limits(model, route: str, tile: int, overlap: int, budget: RequestBudget) -> tuple[PixelLimit, PixelLimit, int]:
+    """``(whole-image limit, tiled limit, tile)`` of a route's encoded-image signatures.
+
+    Raises:
+        ValueError: the model's memory cannot be estimated, or no tile fits the budget.
+    """
+    png_name, tiled_name = encoded_signature_names(route)
+    per_pixel = bytes_per_pixel(lambda images: round_to_uint8_tf(run_route(model, images, route, halve_fn=halve_matlab_graph)))
+    fitted = fitting_tile(tile, overlap, per_pixel, budget)
+    if fitted < tile:
+        log.info("%s: %d-pixel tiles (not %d) fit the request budget of %d MiB", tiled_name, fitted, tile, budget.request_memory_mib)
+    reexport = "re-export with a larger --request-memory-mib or --max-pixels"
+    whole = untiled_limit(budget, per_pixel, png_name, f"send it to {tiled_name}, or {reexport}")
+    tiled = tiled_limit(budget, per_pixel, route_factor(route), fitted, overlap, tiled_name, f"send it in parts, or {reexport}")
+    return whole, tiled, fitted
+
+
 def _serving_default_scale(scales: tuple[int, ...]) -> int:
     return 4 if 4 in scales else max(scales)
 
@@ -132,6 +161,7 @@ def export_savedmodel(
     tile: int = 128,
     overlap: int = 32,
     warmup: bool = True,
+    budget: RequestBudget = RequestBudget(),
 ) -> Path:
     """Writes ``<export_dir>/<name>/<version>/`` and returns that folder.
 
@@ -148,10 +178,13 @@ def export_savedmodel(
         overlap: LR context pixels around each tile of the ``_png_tiled`` signatures.
         warmup: write ``assets.extra/tf_serving_warmup_requests`` (needs tensorflow-serving-api;
             without it a warning is logged and the file is left out).
+        budget: the memory one encoded-image request may take, or explicit pixel limits
+            (:mod:`eusr_perceptual.serving.limits`).
 
     Raises:
         FileExistsError: the version folder exists already.
-        ValueError: a requested route is not supported by the model.
+        ValueError: a requested route is not supported by the model, its memory cannot be
+            estimated, or no tile fits the budget.
     """
     scales = tuple(model.scales)
     routes = exported_routes(model, paths)
@@ -163,7 +196,7 @@ def export_savedmodel(
 
     module = tf.Module()
     module.generator_variables = list(model.variables)
-    signatures, warmup_inputs = {}, {}
+    signatures, warmup_inputs, limits = {}, {}, []
     image = warmup_image()[None]
     png = tf.io.encode_png(image[0]).numpy()
 
@@ -176,6 +209,8 @@ def export_savedmodel(
         uint8_name, float_name = signature_names(route)
         png_name, tiled_name = encoded_signature_names(route)
         factor = route_factor(route)
+        png_limit, tiled_png_limit, route_tile = route_limits(model, route, tile, overlap, budget)
+        limits.extend((png_limit, tiled_png_limit))
         float_traced = tf.function(lambda images: float_function(_assert_rgb(images)), input_signature=[_images_spec(tf.float32)])
 
         def uint8_function(images):
@@ -187,15 +222,16 @@ def export_savedmodel(
             return uint8_traced(tf.cast(images, tf.uint8))["upscaled"]
 
         def upscale_uint8_tiled(images):
-            return upscale_tiled(upscale_uint8, images, factor, tile, overlap)
+            return upscale_tiled(upscale_uint8, images, factor, route_tile, overlap)
 
-        def encoded_signature(upscale):
+        def encoded_signature(upscale, limit):
             def encoded(images_bytes):
-                return {UPSCALED_BYTES: upscale_encoded(images_bytes, upscale, factor)}
+                return {UPSCALED_BYTES: upscale_encoded(images_bytes, upscale, factor, limit)}
 
             return tf.function(encoded, input_signature=[encoded_images_spec()], autograph=False)
 
-        png_traced, tiled_traced = encoded_signature(upscale_uint8), encoded_signature(upscale_uint8_tiled)
+        png_traced = encoded_signature(upscale_uint8, png_limit)
+        tiled_traced = encoded_signature(upscale_uint8_tiled, tiled_png_limit)
         for signature_name, traced, inputs in (
             (float_name, float_traced, {"images": image.astype(np.float32)}),
             (uint8_name, uint8_traced, {"images": image}),
@@ -214,6 +250,7 @@ def export_savedmodel(
     default = signature_names(f"x{_serving_default_scale(scales)}")[0]
     signatures["serving_default"], warmup_inputs["serving_default"] = signatures[default], warmup_inputs[default]
     tf.saved_model.save(module, str(target), signatures=signatures)
+    write_limits(target, limits)
     if warmup:
         try:
             write_warmup_requests(target, name, warmup_inputs.items())

@@ -22,6 +22,7 @@ from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.models.loading import SavedModelGenerator, load_generator
 from eusr_perceptual.resize import imresize_tf, round_to_uint8_tf
 from eusr_perceptual.serving import rest
+from eusr_perceptual.serving.limits import DECODE_BYTES, read_limits
 from eusr_perceptual.serving.warmup import WARMUP_FILE, read_warmup_requests
 from nima.export import export_predictor
 from nima.model import build_nima
@@ -164,6 +165,12 @@ def _requests() -> list[dict]:
         {"export": "eusr", "body": {"signature_name": "upscale_x2_png"}},
         {"export": "eusr", "body": {"signature_name": "upscale_x2_png", "instances": [encoded[0]["b64"]]}},
         {"export": "nima", "body": {"signature_name": "score_png", "instances": [encoded[0]]}},
+        # values TF Serving refuses (a bare conversion wraps 300 and -5 into uint8 and truncates 1.7), bad base64,
+        # an unknown signature
+        {"export": "eusr", "body": {"instances": [[[[300, 0, 0]]], [[[-5, 0, 0]]]]}},
+        {"export": "eusr", "body": {"inputs": [[[[1, 2, 1.7]]]]}},
+        {"export": "eusr", "body": {"signature_name": "upscale_x2_png", "instances": [{"b64": "not base64!"}]}},
+        {"export": "eusr", "body": {"signature_name": "upscale_x3_png", "instances": [encoded[0]]}},
     ]
 
 
@@ -250,11 +257,58 @@ def test_rest_json_requests_match_keras(exported, nima_exported, served):
 
 
 def test_bad_requests_fail_clearly(served):
-    no_inputs, unwrapped, too_small = served[1]["responses"][6:]
+    no_inputs, unwrapped, too_small, out_of_range, fractional, bad_b64, unknown = served[1]["responses"][6:]
+    assert tf.constant(np.array([300, -5]), tf.uint8).numpy().tolist() == [44, 251]  # what a bare conversion sends
+    assert out_of_range == {"error": "ValueError", "message": 'input "images" of uint8 takes integers in [0, 255], got 300'}
+    assert fractional == {"error": "ValueError", "message": 'input "images" of uint8 takes JSON integers, got 1.7'}
+    assert bad_b64 == {"error": "ValueError", "message": "a \"b64\" value is not base64: 'not base64!'"}
+    assert unknown["error"] == "ValueError" and unknown["message"].startswith("the model has no signature 'upscale_x3_png'; it has path_x2x2")
     assert no_inputs == {"error": "ValueError", "message": no_inputs["message"]} and "exactly one of" in no_inputs["message"]
     assert unwrapped["error"] == "InvalidArgumentError"
     assert re.search(r"images_bytes\[0\] is not an encoded image \(\d+ bytes; expected the bytes of a PNG", unwrapped["message"])
     assert too_small["error"] == "InvalidArgumentError" and "at least 32x32" in too_small["message"]
+
+
+def test_rest_script_answers_errors_as_tf_serving_does(exported, tmp_path, capsys):
+    """``python rest.py`` prints ``{"error": ...}`` and exits with 1 instead of a traceback."""
+    request = tmp_path / "request.json"
+    for text, expected in (("{not json", "Expecting property name"), ('{"signature_name": "nope", "instances": [1]}',
+                                                                        "the model has no signature 'nope'; it has path_x2x2")):
+        request.write_text(text)
+        assert rest.main([str(exported[1]), str(request)]) == 1
+        assert expected in json.loads(capsys.readouterr().out)["error"]
+    assert rest.main([str(exported[1]), str(tmp_path / "missing.json")]) == 1
+    assert "No such file" in json.loads(capsys.readouterr().out)["error"]
+
+
+def _zeros(format: str, side: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side)).save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def test_encoded_signatures_refuse_images_over_their_limits(exported, nima_exported):
+    """The issue's small 4000x4000 zero PNG (and JPEG), under the default request budget of
+    2048 MiB: refused from the header by the whole-image, tiled and NIMA signatures, with the
+    limit and the tiled signature to use; 2000x2000 only fits the tiled one."""
+    png, jpeg = _zeros("PNG", 4000), _zeros("JPEG", 4000)
+    assert len(png) < 2**16 and len(jpeg) < 2**18 and tf.io.decode_png(png).shape == (4000, 4000, 3)
+    limits = read_limits(exported[1])
+    assert set(limits) == PNG_SIGNATURES
+    # tiny EUSR at x4: twice two maps of 8 float32 channels at 4x4 output pixels per LR pixel
+    assert limits["upscale_x4_png"].max_pixels == 2048 * 2**20 // (2 * 2 * 4 * 8 * 16 + DECODE_BYTES)
+    assert limits["upscale_x4_png"].max_pixels < 2000**2 < limits["upscale_x4_png_tiled"].max_pixels < 4000**2
+    loaded = tf.saved_model.load(str(exported[1]))
+    for name, payload in (("upscale_x4_png", png), ("upscale_x4_png_tiled", png), ("path_x8down_png", jpeg)):
+        limit = limits[name].max_pixels
+        with pytest.raises(tf.errors.InvalidArgumentError, match=rf"images_bytes\[0\] is 4000x4000 pixels, over the {limit:,}-pixel limit of {name} "):
+            loaded.signatures[name](images_bytes=tf.constant([payload]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"request budget of 2048 MiB\): send it to upscale_x4_png_tiled, or re-export"):
+        loaded.signatures["upscale_x4_png"](images_bytes=tf.constant([_zeros("PNG", 2000)]))
+    nima_limit = read_limits(nima_exported[1])["score_png"].max_pixels
+    assert 32**2 < nima_limit < 4000**2
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"over the {nima_limit:,}-pixel limit of score_png .*: downscale it"):
+        tf.saved_model.load(str(nima_exported[1])).signatures["score_png"](images_bytes=tf.constant([png]))
 
 
 def test_warmup_requests_run_through_the_loaded_models(exported, nima_exported, served):
@@ -296,11 +350,19 @@ def test_export_script(tmp_path, capsys):
     from eusr_perceptual.cli import export as script
 
     (tmp_path / "sm" / "tiny" / "7").mkdir(parents=True)
-    assert script.main([str(tmp_path), "--name", "tiny", "--out", str(tmp_path / "sm"), "--no-warmup"]) == 0
+    command = [str(tmp_path), "--name", "tiny", "--out", str(tmp_path / "sm")]
+    assert script.main(command + ["--no-warmup", "--max-pixels", "50"]) == 0
     exported = tmp_path / "sm" / "tiny" / "8"  # the next free version
-    assert set(tf.saved_model.load(str(exported)).signatures) == {
-        "serving_default", "upscale_x4", "upscale_x4_float", "upscale_x4_png", "upscale_x4_png_tiled"
-    }
+    signatures = tf.saved_model.load(str(exported)).signatures
+    assert set(signatures) == {"serving_default", "upscale_x4", "upscale_x4_float", "upscale_x4_png", "upscale_x4_png_tiled"}
     assert not (exported / WARMUP_FILE).exists()
-    assert script.main([str(tmp_path), "--name", "tiny", "--out", str(tmp_path / "sm"), "--version", "8"]) == 2
+    assert "upscale_x4_png_tiled: images up to 50 pixels (set at export)" in capsys.readouterr().out
+    assert len(tf.io.decode_png(signatures["upscale_x4_png"](images_bytes=tf.constant([_zeros("PNG", 7)]))["upscaled_bytes"][0]).numpy()) == 28
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"is 8x8 pixels, over the 50-pixel limit of upscale_x4_png_tiled \(set at export\)"):
+        signatures["upscale_x4_png_tiled"](images_bytes=tf.constant([_zeros("PNG", 8)]))
+    assert script.main(command + ["--version", "8"]) == 2
     assert "exists already" in capsys.readouterr().err
+    assert script.main(command + ["--max-pixels", "0"]) == 2
+    assert "max_pixels must be at least 1, got 0" in capsys.readouterr().err
+    assert script.main(command + ["--format", "onnx", "--request-memory-mib", "100"]) == 2
+    assert "apply to --format savedmodel only" in capsys.readouterr().err

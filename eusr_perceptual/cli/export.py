@@ -11,7 +11,10 @@ their paths (``path_x2x2...``, ``path_x8down...``): ``upscale_x<s>`` (uint8 ``im
 ``upscaled``), ``upscale_x<s>_float`` (float32 on the [0, 255] scale), ``upscale_x<s>_png``
 (encoded images ``images_bytes`` -> PNG ``upscaled_bytes``) and ``upscale_x<s>_png_tiled``
 (the same in --tile/--overlap tiles, for large images); ``serving_default`` is x4 uint8. With
-tensorflow-serving-api installed it also writes TF Serving's warm-up requests. Serve with
+tensorflow-serving-api installed it also writes TF Serving's warm-up requests. The encoded-image
+signatures refuse, from its header and before decoding, an image larger than one request may
+take: the limits follow from --request-memory-mib (default 2048) and the model's estimated
+memory per pixel, or are set with --max-pixels; the command prints them. Serve with
 ``tensorflow_model_server --rest_api_port=8501 --model_name=<name> --model_base_path=$PWD/saved_models/<name>``
 (docs/serving.md).
 
@@ -27,6 +30,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from eusr_perceptual.configs.base import add_config_flags, apply_changes, flag_overrides
+from eusr_perceptual.serving.limits import RequestBudget, read_limits
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 
@@ -44,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--overlap", type=int, default=32, help="LR context pixels around each tile (default 32)")
     parser.add_argument("--no-warmup", action="store_true", help="do not write TF Serving warm-up requests")
     parser.add_argument("--float16", action="store_true", help="TFLite with float16 weights (half the size)")
+    add_config_flags(parser, RequestBudget)
     return parser.parse_args(argv)
 
 
@@ -78,17 +85,23 @@ def main(argv=None) -> int:
 
     paths = None if args.paths is None else [p.strip() for p in args.paths.split(",") if p.strip() not in ("", "none")]
     try:
+        budget_flags = flag_overrides(args, RequestBudget)
+        if budget_flags and args.format != "savedmodel":
+            raise ValueError("--request-memory-mib and --max-pixels apply to --format savedmodel only")
+        budget = apply_changes(RequestBudget(), budget_flags)
         model = load_generator(args.model)
         if isinstance(model, SavedModelGenerator):
             raise GeneratorLoadError(f"{args.model} is already a SavedModel; export from the .keras model")
         if args.format != "savedmodel":
             return _convert(model, args, paths)
         target = export_savedmodel(model, args.out or Path("saved_models"), args.name, version=args.version, paths=paths,
-                                   tile=args.tile, overlap=args.overlap, warmup=not args.no_warmup)
+                                   tile=args.tile, overlap=args.overlap, warmup=not args.no_warmup, budget=budget)
     except (FileNotFoundError, FileExistsError, GeneratorLoadError, ValueError, MissingExtra) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"SavedModel written to {target}")
+    for signature, limit in read_limits(target).items():
+        print(f"{signature}: images up to {limit.max_pixels:,} pixels ({limit.basis})")
     print(f"inspect: saved_model_cli show --all --dir {target}")
     return 0
 

@@ -25,8 +25,10 @@ decoders ignore it): clients send upright pixels. A 16-bit RGB PNG is scaled by 
 while PIL (hence the Python reader) keeps the high byte of each value (at most 1 apart).
 
 A payload that does not start with the signature bytes of a supported format fails with an
-``InvalidArgument`` error naming its batch index (``images_bytes[i]``); a truncated or corrupt
-file of a supported format fails with the decoder's ``InvalidArgument`` error.
+``InvalidArgument`` error naming its batch index (``images_bytes[i]``), and so does an image
+whose header says more pixels than the signature's :class:`~eusr_perceptual.serving.limits.PixelLimit`
+(checked before decoding) and an animated WebP; a truncated or corrupt file of a supported
+format fails with the decoder's ``InvalidArgument`` error.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ import tensorflow as tf
 
 from eusr_perceptual.resize import round_to_uint8_tf
 from eusr_perceptual.serving.graph_resize import upscale_matlab_graph
+from eusr_perceptual.serving.header import JPEG, PNG, image_size, is_animated_webp, is_gif, is_known_format, starts_with
+from eusr_perceptual.serving.limits import PixelLimit
 
 __all__ = [
     "IMAGES_BYTES",
@@ -54,34 +58,43 @@ IMAGES_BYTES = "images_bytes"
 #: Output name of the PNG bytes of the upscaling signatures.
 UPSCALED_BYTES = "upscaled_bytes"
 
-_PNG = b"\x89PNG\r\n\x1a\n"
-_JPEG = b"\xff\xd8\xff"
-#: ``(offset, signature bytes)`` of every format accepted (``RIFF????WEBP`` is two checks).
-_MAGIC = ((0, _PNG), (0, _JPEG), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"))
-_WEBP = ((0, b"RIFF"), (8, b"WEBP"))
-
 
 def encoded_images_spec() -> tf.TensorSpec:
     """The input of an encoded-image signature: ``images_bytes``, ``[batch]`` of ``tf.string``."""
     return tf.TensorSpec([None], tf.string, name=IMAGES_BYTES)
 
 
-def _starts_with(contents: tf.Tensor, offset: int, magic: bytes) -> tf.Tensor:
-    """Whether ``contents[offset:]`` starts with ``magic`` (False for shorter payloads)."""
-    padded = tf.strings.join([contents, b"\0" * (offset + len(magic))])  # substr fails past the end
-    return tf.equal(tf.strings.substr(padded, offset, len(magic)), magic)
-
-
 def _check_encoded(contents: tf.Tensor, index: tf.Tensor) -> tf.Operation:
-    """Asserts that ``contents`` starts like a PNG, JPEG, GIF, BMP or WebP file."""
-    known = tf.reduce_any([_starts_with(contents, offset, magic) for offset, magic in _MAGIC])
-    known = known | tf.reduce_all([_starts_with(contents, offset, magic) for offset, magic in _WEBP])
+    """Asserts that ``contents`` starts like a PNG, JPEG, GIF, BMP or WebP file and is not an
+    animated WebP (:func:`~eusr_perceptual.serving.header.is_animated_webp`)."""
+    known = is_known_format(contents)
     message = tf.strings.format(
         IMAGES_BYTES + "[{}] is not an encoded image ({} bytes; expected the bytes of a PNG, JPEG, BMP "
         'or GIF file; over REST send {"b64": "<base64 of the file>"})',
         [index, tf.strings.length(contents)],
     )
-    return tf.debugging.Assert(known, [message])
+    animated = tf.strings.format(IMAGES_BYTES + "[{}] is an animated WebP; send its first frame as a PNG", [index])
+    still = tf.logical_not(is_animated_webp(contents))
+    return tf.group(tf.debugging.Assert(known, [message]), tf.debugging.Assert(still, [animated]))
+
+
+def _check_size(contents: tf.Tensor, index: tf.Tensor, limit: PixelLimit) -> tf.Operation:
+    """Asserts, reading only the header, that the encoded image ``contents`` is within ``limit``."""
+    height, width = tf.unstack(image_size(contents))
+    pixels = tf.minimum(height, 2**31) * tf.minimum(width, 2**31)  # no int64 overflow
+    message = tf.strings.format(
+        IMAGES_BYTES + "[{}] is {}x{} pixels, over the " + f"{limit.max_pixels:,}-pixel limit of {limit.signature} "
+        f"({limit.basis}): {limit.advice} (docs/serving.md)",
+        [index, width, height],
+    )
+    length = tf.strings.length(contents)
+    gif_message = tf.strings.format(
+        IMAGES_BYTES + "[{}] is a GIF of {} bytes, over the " + f"{limit.max_gif_bytes:,}-byte limit of {limit.signature} "
+        "(its frames could decode to more than the request budget): send a PNG",
+        [index, length],
+    )
+    small_gif = tf.logical_not(is_gif(contents)) | (tf.cast(length, tf.int64) <= limit.max_gif_bytes)
+    return tf.group(tf.debugging.Assert(pixels <= limit.max_pixels, [message]), tf.debugging.Assert(small_gif, [gif_message]))
 
 
 class Decoded(NamedTuple):
@@ -107,7 +120,7 @@ def decode(contents: tf.Tensor) -> Decoded:
         return tf.cast(tf.io.decode_image(contents, dtype=tf.uint8, expand_animations=False), tf.float32)
 
     pixels = tf.case(
-        [(_starts_with(contents, 0, _PNG), png), (_starts_with(contents, 0, _JPEG), jpeg)], default=other, exclusive=True
+        [(starts_with(contents, 0, PNG), png), (starts_with(contents, 0, JPEG), jpeg)], default=other, exclusive=True
     )
     channels = tf.shape(pixels)[-1]
     has_alpha = tf.logical_or(tf.equal(channels, 2), tf.equal(channels, 4))
@@ -124,13 +137,16 @@ def composite_on_black(image: Decoded) -> tf.Tensor:
     return tf.floor(image.color * image.alpha / 255.0 + 0.5)
 
 
-def map_decoded(encoded: tf.Tensor, fn: Callable[[Decoded], object], fn_output_signature) -> object:
+def map_decoded(encoded: tf.Tensor, fn: Callable[[Decoded], object], fn_output_signature, limit: PixelLimit) -> object:
     """Applies ``fn`` to every image of a ``[B]`` string batch, decoded after checking its
-    format, one image after the other; stacks the results like ``tf.map_fn``."""
+    format and, from its header, its size against ``limit``, one image after the other;
+    stacks the results like ``tf.map_fn``."""
 
     def one(item):
         index, contents = item
         with tf.control_dependencies([_check_encoded(contents, index)]):
+            checked = _check_size(contents, index, limit)
+        with tf.control_dependencies([checked]):
             contents = tf.identity(contents)
         return fn(decode(contents))
 
@@ -140,7 +156,7 @@ def map_decoded(encoded: tf.Tensor, fn: Callable[[Decoded], object], fn_output_s
     return tf.map_fn(one, items, fn_output_signature=fn_output_signature, parallel_iterations=1)
 
 
-def upscale_encoded(encoded: tf.Tensor, upscale: Callable[[tf.Tensor], tf.Tensor], factor: int) -> tf.Tensor:
+def upscale_encoded(encoded: tf.Tensor, upscale: Callable[[tf.Tensor], tf.Tensor], factor: int, limit: PixelLimit) -> tf.Tensor:
     """PNG bytes ``[B]`` of encoded images ``[B]`` upscaled by ``factor``: RGB, gray, RGBA or
     gray + alpha as the input file.
 
@@ -148,6 +164,7 @@ def upscale_encoded(encoded: tf.Tensor, upscale: Callable[[tf.Tensor], tf.Tensor
         encoded: ``[B]`` ``tf.string`` of encoded images (any mix of formats and sizes).
         upscale: float32 ``[1, H, W, 3]`` in [0, 255] -> uint8 ``[1, factor H, factor W, 3]``.
         factor: the upscaling factor of ``upscale`` (the alpha channel's bicubic factor).
+        limit: the largest image decoded (:mod:`eusr_perceptual.serving.limits`).
     """
 
     def one(image: Decoded) -> tf.Tensor:
@@ -162,4 +179,4 @@ def upscale_encoded(encoded: tf.Tensor, upscale: Callable[[tf.Tensor], tf.Tensor
         pixels = tf.cond(image.grayscale, gray, lambda: upscaled)
         return tf.io.encode_png(tf.cond(image.has_alpha, lambda: with_alpha(pixels), lambda: pixels))
 
-    return map_decoded(encoded, one, tf.TensorSpec([], tf.string))
+    return map_decoded(encoded, one, tf.TensorSpec([], tf.string), limit)
