@@ -23,7 +23,7 @@ def measure(name: str, steps: int, jit: bool) -> dict:
     import tensorflow as tf
 
     from eusr_perceptual.configs.presets import PRESETS
-    from eusr_perceptual.training.gan_run import build_gan_trainer
+    from eusr_perceptual.pipelines.gan_run import build_gan_trainer
 
     config = PRESETS[name].replace(backbone_weights="none", init_from="", aesthetic="", subjective="")
     resources = {}

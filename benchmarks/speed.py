@@ -169,7 +169,7 @@ def measure_gan(job: Job, settings: Settings) -> dict:
     import tensorflow as tf
 
     from eusr_perceptual.configs.presets import PRESETS
-    from eusr_perceptual.training.gan_run import build_gan_trainer
+    from eusr_perceptual.pipelines.gan_run import build_gan_trainer
 
     # Timed steps are training steps: no discriminator warm-up.
     config = PRESETS[job.name].replace(backbone_weights="none", init_from="", aesthetic="", subjective="", d_warmup=0)
@@ -210,9 +210,9 @@ def gan_presets(names: list[str] | None, quick: bool) -> tuple[list[str], str | 
     """The GAN presets to time, and a skip message when the GAN trainer builder is absent."""
     try:
         from eusr_perceptual.configs.presets import PRESETS
-        from eusr_perceptual.training.gan_run import build_gan_trainer  # noqa: F401
+        from eusr_perceptual.pipelines.gan_run import build_gan_trainer  # noqa: F401
     except ImportError as error:
-        return [], f"GAN trainer presets skipped: no eusr_perceptual.training.gan_run.build_gan_trainer ({error})"
+        return [], f"GAN trainer presets skipped: no eusr_perceptual.pipelines.gan_run.build_gan_trainer ({error})"
     if names:
         return names, None
     if quick:

@@ -18,8 +18,10 @@ import sys
 from pathlib import Path
 
 
+from eusr_perceptual.errors import UsageError
 from eusr_perceptual.cli.errors import reports_usage_errors
-from eusr_perceptual.configs.base import add_config_flags, config_from_flags, flag_overrides, resumed_config
+from eusr_perceptual.cli.flags import add_config_flags, config_from_flags, flag_overrides
+from eusr_perceptual.configs.base import resumed_config
 from eusr_perceptual.training import STRATEGIES
 from eusr_perceptual.training.strategy import make_strategy
 from nima.config import DATASETS, PRESETS, NimaConfig
@@ -44,7 +46,7 @@ def config_from_args(args: argparse.Namespace) -> NimaConfig:
     if args.resume and args.run_dir is not None and (args.run_dir / "phase1" / "config.json").is_file():
         config = resumed_config(args.run_dir / "phase1", NimaConfig, flag_overrides(args, NimaConfig))
         if config.dataset != args.dataset:
-            raise SystemExit(f"error: --resume: {args.run_dir} is a {config.dataset} run, not {args.dataset}")
+            raise UsageError(f"--resume: {args.run_dir} is a {config.dataset} run, not {args.dataset}")
         return config
     return config_from_flags(args, PRESETS[args.dataset])
 

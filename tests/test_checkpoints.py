@@ -13,7 +13,7 @@ import tensorflow as tf
 from eusr_perceptual.configs.gan import GANConfig, terms
 from eusr_perceptual.training.checkpoints import (STATE_KEY, IncompleteCheckpointError, restore_run_checkpoint,
                                                   run_checkpoint, state_keys)
-from eusr_perceptual.training.gan_run import build_gan_trainer, run_gan
+from eusr_perceptual.pipelines.gan_run import build_gan_trainer, run_gan
 from eusr_perceptual.training.runs import RunOptions, fit_run
 from helpers import TEST_NETWORKS, make_dataset
 

@@ -7,12 +7,14 @@ import zipfile
 
 import pytest
 
+from eusr_perceptual.errors import UsageError
+
 from eusr_perceptual.cli import finetune_4pp, pretrain
 from eusr_perceptual.configs.base import ConfigError
 from eusr_perceptual.configs.gan import GANConfig
 from eusr_perceptual.configs.presets import FOURPP_EUSR, FOURPP_PRESETS, PRESETS
 from eusr_perceptual.configs.pretrain import PRETRAIN_PRESETS, PretrainConfig
-from eusr_perceptual.training.gan_run import check_inputs
+from eusr_perceptual.pipelines.gan_run import check_inputs
 from nima.config import PRESETS as NIMA_PRESETS
 from nima.config import NimaConfig
 
@@ -85,11 +87,11 @@ def test_resume_takes_the_recorded_settings_and_refuses_changes(tmp_path):
     assert parse_finetune(*run, "--steps", "20") == recorded.replace(steps=20)
     # The learning rates may change (the recovery from a NaN stop), every other setting may not.
     assert parse_finetune(*run, "--g-learning-rate", "1e-6") == recorded.replace(g_learning_rate=1e-6)
-    with pytest.raises(SystemExit, match=r"batch_size: run has 2, command line asks 4"):
+    with pytest.raises(UsageError, match=r"batch_size: run has 2, command line asks 4"):
         parse_finetune(*run, "--batch-size", "4")
-    with pytest.raises(SystemExit, match="terms"):
+    with pytest.raises(UsageError, match="terms"):
         parse_finetune(*run, "--weight", "l_r=0.03")
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(UsageError, match="does not exist"):
         parse_finetune("--run-dir", str(tmp_path / "nowhere"), "--resume")
 
 
@@ -101,7 +103,7 @@ def test_pretraining_resume_names_a_changed_architecture(tmp_path):
     for flags, named in ((["--channels", "8"], "model.channels: run has 16"),
                          (["--data", "skimage"], "data: run has '/my/photos'"),
                          (["--seed", "3"], "seed"), (["--batch-size", "4"], "batch_size")):
-        with pytest.raises(SystemExit, match=named):
+        with pytest.raises(UsageError, match=named):
             pretrain.config_from_args(pretrain.parse_args(["--run-dir", str(tmp_path), "--resume", *flags]))
 
 
@@ -126,7 +128,7 @@ def test_a_missing_input_names_the_command_that_makes_it(tmp_path, missing, make
     for name, path in inputs.items():
         if name != missing:
             keras_archive(path)
-    with pytest.raises(SystemExit, match=maker):
+    with pytest.raises(UsageError, match=maker):
         check_inputs(FOURPP_EUSR.replace(**{name: str(path) for name, path in inputs.items()}))
 
 
@@ -135,7 +137,7 @@ def test_an_ablated_predictor_is_not_needed(tmp_path):
         keras_archive(tmp_path / f"{name}.keras")
     config = FOURPP_PRESETS["4pp_eusr_without_aesthetic"].replace(
         init_from=str(tmp_path / "g.keras"), aesthetic="/nowhere.keras", subjective=str(tmp_path / "s.keras"))
-    check_inputs(config)  # no SystemExit
+    check_inputs(config)  # no error
     (tmp_path / "photo.png").write_bytes(b"\x89PNG")
     with pytest.raises(ValueError, match="not a model file"):
         check_inputs(config.replace(init_from=str(tmp_path / "photo.png")))
@@ -144,12 +146,12 @@ def test_an_ablated_predictor_is_not_needed(tmp_path):
 def test_a_gan_stage_without_its_psnr_start_is_named_in_a_warning(tmp_path, caplog):
     from eusr_perceptual.configs.presets import PRESETS
 
-    with caplog.at_level("WARNING", logger="eusr_perceptual.training.gan_run"):
+    with caplog.at_level("WARNING", logger="eusr_perceptual.pipelines.gan_run"):
         check_inputs(PRESETS["esrgan_dp"])
     assert "PSNR stage esrgan_psnr" in caplog.text and "random weights" in caplog.text
     caplog.clear()
     keras_archive(tmp_path / "psnr.keras")
-    with caplog.at_level("WARNING", logger="eusr_perceptual.training.gan_run"):
+    with caplog.at_level("WARNING", logger="eusr_perceptual.pipelines.gan_run"):
         check_inputs(PRESETS["esrgan_dp"].replace(init_from=str(tmp_path / "psnr.keras")))
         check_inputs(PRESETS["esrgan_dp_authors"])
     assert "random weights" not in caplog.text
@@ -158,7 +160,7 @@ def test_a_gan_stage_without_its_psnr_start_is_named_in_a_warning(tmp_path, capl
 def test_nima_config_uses_the_same_scheme():
     assert NimaConfig.from_dict(NIMA_PRESETS["tid2013"].to_dict()) == NIMA_PRESETS["tid2013"]
     parser = argparse.ArgumentParser()
-    from eusr_perceptual.configs.base import add_config_flags, config_from_flags
+    from eusr_perceptual.cli.flags import add_config_flags, config_from_flags
 
     add_config_flags(parser, NimaConfig, NIMA_PRESETS["ava"])
     config = config_from_flags(parser.parse_args(["--phase1-epochs", "2", "--no-jit-compile"]), NIMA_PRESETS["ava"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from eusr_perceptual.configs.presets import PRESETS
-from eusr_perceptual.training.gan_run import build_gan_trainer
+from eusr_perceptual.pipelines.gan_run import build_gan_trainer
 from helpers import assert_short_run_changes_only_g_and_d, make_dataset, snapshot, tiny_preset
 
 

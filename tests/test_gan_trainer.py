@@ -14,7 +14,7 @@ from eusr_perceptual.configs.presets import FOURPP_EUSR, FOURPP_PRESETS
 from eusr_perceptual.losses.adversarial import get_objective
 from eusr_perceptual.models.discriminator import build_discriminator
 from eusr_perceptual.training.gan import GANTrainer, Schedule
-from eusr_perceptual.training.gan_run import build_gan_trainer, render_samples
+from eusr_perceptual.pipelines.gan_run import build_gan_trainer, render_samples
 from eusr_perceptual.training.producers import MultiPass, SinglePath
 from eusr_perceptual.training.runs import RunOptions, fit_run
 from helpers import (assert_short_run_changes_only_g_and_d, changed, make_dataset, snapshot, stand_in_predictor,
@@ -40,7 +40,7 @@ def make_trainer(config=CONFIG, seed: int = 0, run_eagerly: bool = False) -> GAN
     discriminator = build_discriminator(HR_SIZE, d_options["head"], base_channels=4, dense_units=16)
     resources = {"aesthetic": stand_in_predictor("aesthetic", 10), "subjective": stand_in_predictor("subjective", 20)}
     resources = {name: model for name, model in resources.items() if name in config.predictors}
-    from eusr_perceptual.training.gan_run import make_optimizer
+    from eusr_perceptual.pipelines.gan_run import make_optimizer
     from eusr_perceptual.training.producers import make_producer
 
     trainer = GANTrainer(generator, discriminator, make_producer(config.producer, config.scale, config.downscale),

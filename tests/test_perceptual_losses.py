@@ -1,4 +1,6 @@
-"""4PP-EUSR loss terms (section 4.3, eqs. 2-7) against hand-computed values."""
+"""4PP-EUSR loss terms (section 4.3, eqs. 2-7) against hand-computed values: eq. 2 is the
+registered ``l1`` term, eq. 3 and the discriminator loss the ``sigmoid_ce`` objective, eqs. 4-7
+the quality terms' functions."""
 
 import math
 
@@ -6,13 +8,25 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from eusr_perceptual.losses.perceptual import (
-    adversarial_loss,
-    discriminator_loss,
-    reconstruction_loss,
-    representation_loss,
-    score_loss,
-)
+from eusr_perceptual.losses.adversarial import get_objective
+from eusr_perceptual.losses.pixel import L1
+from eusr_perceptual.losses.quality import representation_loss, score_loss
+from eusr_perceptual.losses.registry import Resources
+from eusr_perceptual.training.context import StepContext
+
+
+def reconstruction_loss(hr, sr):
+    """Eq. 2 as the 4PP-EUSR preset computes it: the registered ``l1`` term on [0, 255]."""
+    return L1("l_r", 1.0, Resources())(StepContext(None, hr, sr, None))
+
+
+def adversarial_loss(fake_logits):
+    """Eq. 3, l_g = -log D(SR): the ``sigmoid_ce`` objective's generator loss."""
+    return get_objective("sigmoid_ce").g_loss(None, fake_logits)
+
+
+def discriminator_loss(real_logits, fake_logits):
+    return get_objective("sigmoid_ce").d_loss(real_logits, fake_logits)
 
 LN3 = math.log(3.0)
 

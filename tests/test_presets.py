@@ -11,7 +11,7 @@ from eusr_perceptual.cli import train_gan
 from eusr_perceptual.configs.presets import PRESETS
 from eusr_perceptual.losses.backbones import FeatureNetwork, load_backbone
 from eusr_perceptual.losses.registry import parse_terms
-from eusr_perceptual.training.gan_run import build_gan_trainer
+from eusr_perceptual.pipelines.gan_run import build_gan_trainer
 from helpers import (assert_short_run_changes_only_g_and_d, changed, make_dataset, snapshot, stand_in_predictor,
                      tiny_eusr, tiny_preset)
 
@@ -101,7 +101,7 @@ def test_the_readme_example_composes_a_gan_that_trains(monkeypatch, shared_backb
     import re
     from pathlib import Path
 
-    from eusr_perceptual.training import gan_run
+    from eusr_perceptual.pipelines import gan_run
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     code = re.search(r"A new GAN is a preset:\n\n```python\n(.*?)```", readme, re.S).group(1)

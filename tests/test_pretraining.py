@@ -201,7 +201,7 @@ def test_two_runs_with_the_same_seed_give_identical_weights(tmp_path):
     kernels (observed up to 3.7e-8 on weights of order 1e-3 with two test processes sharing
     the CPU; op determinism on, turned off again by the conftest fixture), so within 1e-6,
     far below the > 1e-3 that another seed makes. Before seeding, two runs differed by up to 0.47."""
-    from eusr_perceptual.training.pretrain_run import build_pretrainer, run_pretraining
+    from eusr_perceptual.pipelines.pretrain_run import build_pretrainer, run_pretraining
 
     tf.config.experimental.enable_op_determinism()
     config = PRETRAIN_PRESETS["demo"].replace(

@@ -12,7 +12,7 @@ from PIL import Image
 
 from eusr_perceptual.configs.presets import FOURPP_EUSR, PRESETS
 from eusr_perceptual.models.loading import load_generator
-from eusr_perceptual.training.gan_run import build_generator, check_inputs
+from eusr_perceptual.pipelines.gan_run import build_generator, check_inputs
 
 DATA = Path(__file__).parent / "data"
 OUTPUTS = np.load(DATA / "import_fixture_outputs.npz")

@@ -15,7 +15,7 @@ from eusr_perceptual.cli import finetune_4pp, train_gan
 from eusr_perceptual.cli.gan_flags import gan_config_from_args
 from eusr_perceptual.configs.presets import FOURPP_PRESETS, PRESETS
 from eusr_perceptual.data.identity import DataChangedError, data_identity
-from eusr_perceptual.training.gan_run import build_gan_trainer, run_gan
+from eusr_perceptual.pipelines.gan_run import build_gan_trainer, run_gan
 from eusr_perceptual.training.runs import NonFiniteLossError, RunOptions, fit_run
 from helpers import make_dataset, tiny_preset
 
@@ -67,7 +67,7 @@ def test_a_second_resume_continues_with_what_the_first_changed(tmp_path):
 def runs_started(monkeypatch):
     """Records ``(config, run_dir, options)`` of every run_gan call instead of training."""
     calls = []
-    monkeypatch.setattr("eusr_perceptual.training.gan_run.run_gan",
+    monkeypatch.setattr("eusr_perceptual.pipelines.gan_run.run_gan",
                         lambda config, run_dir, **options: calls.append((config, run_dir, options)))
     return calls
 

@@ -219,7 +219,7 @@ def test_pretraining_streams_from_a_store_exactly_as_from_the_folder(folder, tmp
     from eusr_perceptual.configs.pretrain import PRETRAIN_PRESETS
     from eusr_perceptual.data import patches
     from eusr_perceptual.models.eusr import EUSRConfig
-    from eusr_perceptual.training.pretrain_run import run_pretraining
+    from eusr_perceptual.pipelines.pretrain_run import run_pretraining
 
     _prepare(folder, tmp_path / "store")
     config = PRETRAIN_PRESETS["demo"].replace(

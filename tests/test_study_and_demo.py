@@ -34,8 +34,9 @@ def test_train_gan_demo_runs_both_stages_and_writes_everything(tmp_path, capsys,
     assert train_gan.main(["--run-dir", str(run_dir / "gan"), "--resume", "--steps", "4", "--no-eval", "--quiet"]) == 0
     record = json.loads((run_dir / "gan" / "config.json").read_text())
     assert record["config"]["steps"] == 2 and record["resumes"][0]["config"]["steps"] == 4
-    with pytest.raises(SystemExit, match="seed"):
-        train_gan.main(["--run-dir", str(run_dir / "gan"), "--resume", "--seed", "3"])
+    capsys.readouterr()
+    assert train_gan.main(["--run-dir", str(run_dir / "gan"), "--resume", "--seed", "3"]) == 2
+    assert "seed: run has 0, command line asks 3" in capsys.readouterr().err
 
 
 class Killed(Exception):
@@ -73,15 +74,15 @@ def test_a_killed_two_stage_demo_resumes_with_the_same_command(tmp_path, two_ste
     assert list((run_dir / "gan" / "saved_models" / "msrgan").rglob("saved_model.pb"))
 
 
-def test_demo_refuses_steps_that_are_not_whole_checkpoint_intervals(tmp_path, two_step_demo):
-    with pytest.raises(SystemExit, match=r"steps \(5\) must be a positive multiple of checkpoint_every \(2\)"):
-        train_gan.main(["--preset", "msrgan", "--demo", "--run-dir", str(tmp_path / "run"), "--steps", "5",
-                        "--checkpoint-every", "2"])
+def test_demo_refuses_steps_that_are_not_whole_checkpoint_intervals(tmp_path, capsys, two_step_demo):
+    assert train_gan.main(["--preset", "msrgan", "--demo", "--run-dir", str(tmp_path / "run"), "--steps", "5",
+                           "--checkpoint-every", "2"]) == 2
+    assert "steps (5) must be a positive multiple of checkpoint_every (2)" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
 def test_a_killed_study_resumes_and_reuses_its_finished_runs(tmp_path, capsys, two_step_demo, monkeypatch):
-    from eusr_perceptual.training import gan_run
+    from eusr_perceptual.pipelines import gan_run
 
     command = ["afm_p", "afm_pcsa", "--run-dir", str(tmp_path), "--steps", "2"]
     train = gan_run.run_gan

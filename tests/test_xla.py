@@ -125,8 +125,8 @@ def test_the_run_pipelines_choose_xla_through_enable_xla(tmp_path, caplog):
     determinism), and the choice in the log either way; training completes in every case."""
     from eusr_perceptual.configs.presets import PRESETS
     from eusr_perceptual.configs.pretrain import PRETRAIN_PRESETS
-    from eusr_perceptual.training.gan_run import run_gan
-    from eusr_perceptual.training.pretrain_run import run_pretraining
+    from eusr_perceptual.pipelines.gan_run import run_gan
+    from eusr_perceptual.pipelines.pretrain_run import run_pretraining
     from helpers import tiny_preset
 
     pretrain = PRETRAIN_PRESETS["demo"].replace(

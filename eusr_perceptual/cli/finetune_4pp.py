@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 
+from eusr_perceptual.errors import UsageError
 from eusr_perceptual.cli.errors import reports_usage_errors
 from eusr_perceptual.cli.gan_flags import (add_gan_flags, config_changes, default_run_dir, export_name,
                                            gan_config_from_args, listed_presets, run_options)
@@ -42,16 +43,16 @@ def main(argv=None) -> int:
     if listed_presets(args, FOURPP_PRESETS):
         return 0
     if args.demo:
-        from eusr_perceptual.demo.fourpp_chain import run_fourpp_demo
+        from eusr_perceptual.pipelines.fourpp_demo import run_fourpp_demo
 
         if args.resume:
-            raise SystemExit("error: the --demo chain (pre-training, both predictors, fine-tuning) cannot --resume; "
+            raise UsageError("the --demo chain (pre-training, both predictors, fine-tuning) cannot --resume; "
                              "run it again with another --run-dir")
 
         run_fourpp_demo(args.run_dir or default_run_dir("finetune_demo"), config_changes(args, FOURPP_DEMO),
                         args.export_dir, None if args.no_eval else args.eval_data)
         return 0
-    from eusr_perceptual.training.gan_run import run_gan
+    from eusr_perceptual.pipelines.gan_run import run_gan
 
     config = gan_config_from_args(args, FOURPP_PRESETS)
     run_gan(config, args.run_dir or default_run_dir(args.preset), resume=args.resume,

@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from eusr_perceptual.configs.base import ConfigError, add_config_flags, flag_overrides, resumed_config
+from eusr_perceptual.cli.flags import add_config_flags, flag_overrides
+from eusr_perceptual.configs.base import ConfigError, resumed_config, saved_config
 from eusr_perceptual.configs.gan import GANConfig
 from eusr_perceptual.training import STRATEGIES
+from eusr_perceptual.errors import UsageError
 from eusr_perceptual.training.strategy import make_strategy
 
 
@@ -53,17 +55,14 @@ def add_gan_flags(parser: argparse.ArgumentParser, presets: Mapping[str, GANConf
 def config_changes(args: argparse.Namespace, base: GANConfig) -> dict:
     """The settings the command line changes relative to ``base``."""
     changes = flag_overrides(args, GANConfig)
-    try:
-        if args.weight:
-            changes["terms"] = base.with_weights(dict(args.weight)).terms
-        for field, options in (("generator", args.generator_option), ("discriminator", args.discriminator_option)):
-            if options:
-                spec = getattr(base, field)
-                if spec is None:
-                    raise ConfigError(f"this preset has no {field}")
-                changes[field] = {**spec, **dict(options)}
-    except ConfigError as error:
-        raise SystemExit(f"error: {error}") from None
+    if args.weight:
+        changes["terms"] = base.with_weights(dict(args.weight)).terms
+    for field, options in (("generator", args.generator_option), ("discriminator", args.discriminator_option)):
+        if options:
+            spec = getattr(base, field)
+            if spec is None:
+                raise ConfigError(f"this preset has no {field}")
+            changes[field] = {**spec, **dict(options)}
     return changes
 
 
@@ -71,21 +70,16 @@ def resumed_gan_config(args: argparse.Namespace, run_dir: Path, changes: dict | 
     """The settings ``run_dir`` recorded (as its latest resume left them) with the command
     line's resumable changes (the steps, the learning rates), or with ``changes``; any other
     change is refused, naming the setting and both values."""
-    from eusr_perceptual.configs.base import saved_config
-
     recorded = GANConfig.from_dict(saved_config(run_dir))
-    try:
-        return resumed_config(run_dir, GANConfig, config_changes(args, recorded) if changes is None else changes)
-    except ConfigError as error:
-        raise SystemExit(f"error: {error}") from None
+    return resumed_config(run_dir, GANConfig, config_changes(args, recorded) if changes is None else changes)
 
 
 def preset_config(args: argparse.Namespace, base: GANConfig, name: str) -> GANConfig:
     """``base`` (the preset ``name``, or its demo version) with the command line's changes, as given."""
     try:
         return base.replace(preset=name, **config_changes(args, base))
-    except (ConfigError, TypeError) as error:
-        raise SystemExit(f"error: {error}") from None
+    except TypeError as error:
+        raise ConfigError(str(error)) from None
 
 
 def gan_config_from_args(args: argparse.Namespace, presets: Mapping[str, GANConfig]) -> GANConfig:
@@ -93,7 +87,7 @@ def gan_config_from_args(args: argparse.Namespace, presets: Mapping[str, GANConf
     (:func:`resumed_gan_config`)."""
     if args.resume:
         if args.run_dir is None:
-            raise SystemExit("error: --resume needs --run-dir (the folder of the run to continue)")
+            raise UsageError("--resume needs --run-dir (the folder of the run to continue)")
         return resumed_gan_config(args, args.run_dir)
     return preset_config(args, presets[args.preset], args.preset)
 
@@ -107,7 +101,7 @@ def export_name(args: argparse.Namespace, config: GANConfig, presets: Mapping[st
         return config.preset
     described = [name for name, preset in presets.items() if preset.description == config.description.split(" [demo")[0]]
     if len(described) != 1:
-        raise SystemExit(f"error: the run's config.json does not name its preset ({config.description!r}); "
+        raise ConfigError(f"the run's config.json does not name its preset ({config.description!r}); "
                          "give the SavedModel a name with --export-name")
     return described[0]
 
@@ -131,7 +125,7 @@ def listed_presets(args: argparse.Namespace, presets: Mapping[str, GANConfig]) -
 
 
 def run_options(args: argparse.Namespace, name: str) -> dict:
-    """The keyword arguments of :func:`~eusr_perceptual.training.gan_run.run_gan` the flags give
+    """The keyword arguments of :func:`~eusr_perceptual.pipelines.gan_run.run_gan` the flags give
     (``name``: the SavedModel name, :func:`export_name`)."""
     return dict(strategy=make_strategy(args.strategy), export_dir=args.export_dir or Path("saved_models"),
                 export_name=name, eval_data=None if args.no_eval else args.eval_data,

@@ -15,8 +15,10 @@ import logging
 import time
 from pathlib import Path
 
+from eusr_perceptual.errors import UsageError
 from eusr_perceptual.cli.errors import reports_usage_errors
-from eusr_perceptual.configs.base import add_config_flags, config_from_flags, flag_overrides, resumed_config
+from eusr_perceptual.cli.flags import add_config_flags, config_from_flags, flag_overrides
+from eusr_perceptual.configs.base import resumed_config
 from eusr_perceptual.configs.pretrain import PRETRAIN_PRESETS, PretrainConfig
 from eusr_perceptual.training import STRATEGIES
 from eusr_perceptual.training.strategy import make_strategy
@@ -41,7 +43,7 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
     """The preset with the flags' overrides; on --resume, the run's config.json (changes refused)."""
     if args.resume:
         if args.run_dir is None:
-            raise SystemExit("error: --resume needs --run-dir (the folder of the run to continue)")
+            raise UsageError("--resume needs --run-dir (the folder of the run to continue)")
         return resumed_config(args.run_dir, PretrainConfig, flag_overrides(args, PretrainConfig))
     return config_from_flags(args, PRETRAIN_PRESETS[args.preset])
 
@@ -50,7 +52,7 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from eusr_perceptual.training.pretrain_run import run_pretraining
+    from eusr_perceptual.pipelines.pretrain_run import run_pretraining
 
     config = config_from_args(args)
     run_dir = args.run_dir or Path("runs") / f"pretrain_{args.preset}_{time.strftime('%Y%m%d-%H%M%S')}"

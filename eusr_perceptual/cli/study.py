@@ -18,6 +18,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from eusr_perceptual.errors import UsageError
 from eusr_perceptual.cli.errors import reports_usage_errors
 from eusr_perceptual.cli.gan_flags import default_run_dir
 
@@ -42,14 +43,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from eusr_perceptual.training.study import STUDIES, run_study
+    from eusr_perceptual.pipelines.study import STUDIES, run_study
 
     if args.list or not args.presets:
         for name, (presets, trend) in STUDIES.items():
             print(f"{name}: {', '.join(presets)}\n    {trend}")
         return 0
     if args.resume and args.run_dir is None:
-        raise SystemExit("error: --resume needs --run-dir (the folder of the study to continue)")
+        raise UsageError("--resume needs --run-dir (the folder of the study to continue)")
     result = run_study(args.presets, args.run_dir or default_run_dir("study"), steps=args.steps, demo=not args.full,
                        eval_data=args.eval_data, seed=args.seed, lpips_weights=args.lpips_weights,
                        resume=args.resume)

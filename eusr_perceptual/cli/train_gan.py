@@ -23,11 +23,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from eusr_perceptual.errors import UsageError
 from eusr_perceptual.cli.errors import reports_usage_errors
 from eusr_perceptual.cli.gan_flags import (add_gan_flags, default_run_dir, export_name, gan_config_from_args,
                                            listed_presets, preset_config, resumed_gan_config, run_options)
+from eusr_perceptual.configs.demo import demo_version
 from eusr_perceptual.configs.gan import GANConfig
 from eusr_perceptual.configs.presets import PRESETS
+from eusr_perceptual.pipelines.gan_run import after_psnr_stage, needs_psnr_stage
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,23 +53,20 @@ def demo_stages(args: argparse.Namespace, run_dir: Path) -> list[tuple[str, GANC
     with its recorded settings (never shrunk again), one that has not starts as above, and a
     PSNR stage whose GAN stage has started is finished and is not run again.
     """
-    from eusr_perceptual.configs.demo import demo_version
-
     def stage(label: str, config: GANConfig, directory: Path, changes: dict | None = None):
         if args.resume and (directory / "config.json").is_file():
             config = resumed_gan_config(args, directory, changes)
         return label, config, directory
 
     config = preset_config(args, demo_version(PRESETS[args.preset], args.steps), args.preset)
-    if args.stage == "psnr" or not config.psnr_stage or config.init_from:
+    if args.stage == "psnr" or not needs_psnr_stage(config):
         return [stage("", config, run_dir)]
     shared = {name: getattr(args, name) for name in ("steps", "checkpoint_every") if getattr(args, name)}
     try:
         psnr = demo_version(PRESETS[config.psnr_stage], args.steps).replace(preset=config.psnr_stage, **shared)
     except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    gan = stage(f"[2/2] GAN stage {args.preset}", config.replace(init_from=str(run_dir / "psnr" / "generator.keras")),
-                run_dir / "gan")
+        raise UsageError(str(error)) from None
+    gan = stage(f"[2/2] GAN stage {args.preset}", after_psnr_stage(config, run_dir / "psnr"), run_dir / "gan")
     if args.resume and (run_dir / "gan" / "config.json").is_file():
         return [gan]
     return [stage(f"[1/2] PSNR stage {config.psnr_stage}", psnr, run_dir / "psnr", shared), gan]
@@ -77,15 +77,15 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if listed_presets(args, PRESETS):
         return 0
-    from eusr_perceptual.training.gan_run import run_gan
+    from eusr_perceptual.pipelines.gan_run import run_gan
 
     if args.stage == "psnr" and (args.demo or not args.resume):
         stage = PRESETS[args.preset].psnr_stage
         if not stage:
-            raise SystemExit(f"error: preset {args.preset} has no PSNR stage")
+            raise UsageError(f"preset {args.preset} has no PSNR stage")
         args.preset = stage
     if args.resume and args.run_dir is None:
-        raise SystemExit("error: --resume needs --run-dir (the folder of the run to continue)")
+        raise UsageError("--resume needs --run-dir (the folder of the run to continue)")
     run_dir = args.run_dir or default_run_dir(f"{args.preset}{'_demo' if args.demo else ''}")
     if not args.demo:
         config = gan_config_from_args(args, PRESETS)

@@ -276,9 +276,3 @@ for _name, (_text, _changes, _terms) in _PAN_VARIANTS.items():
 
 PRESETS: dict[str, GANConfig] = {**FOURPP_PRESETS, "4pp_eusr_demo": FOURPP_DEMO, **LEDIG_PRESETS, **BASICSR_PRESETS,
                                  **DP_PRESETS, **AFM_PRESETS, **PAN_PRESETS}
-
-
-def get_preset(name: str) -> GANConfig:
-    if name not in PRESETS:
-        raise SystemExit(f"error: unknown preset {name!r}; --list-presets shows them")
-    return PRESETS[name]

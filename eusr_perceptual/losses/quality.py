@@ -2,16 +2,47 @@
 
 ``nima_score`` is l_as / l_ss (eqs. 4, 6), ``nima_representation`` is l_ar / l_sr (eqs. 5,
 7); ``predictor`` names the shared network ("aesthetic" = the AVA predictor, "subjective" =
-the TID2013 one) the trainer was given. The predictor runs once per step on SR and HR
-together and both terms of that predictor read that one result.
+the TID2013 one) the trainer was given. The predictor runs once per step on SR and HR together
+and both terms of that predictor read that one result. :func:`score_loss` and
+:func:`representation_loss` are the equations on batches of scores and features (float32
+whatever the input dtype, batch means). Eq. 2 (l_r) is the ``l1`` term and eq. 3 (l_g) the
+``sigmoid_ce`` objective.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from eusr_perceptual.losses.perceptual import REPRESENTATION_REDUCTIONS, representation_loss, score_loss
 from eusr_perceptual.losses.registry import LossTerm, register_term
+
+#: How eqs. 5 and 7 reduce over the features: "sum" (the equations) or "mean" (the authors'
+#: code, ``tf.losses.mean_squared_error``; 1/1280 of the sum for MobileNetV2 features).
+REPRESENTATION_REDUCTIONS = ("sum", "mean")
+
+
+def _f32(x) -> tf.Tensor:
+    return tf.cast(x, tf.float32)
+
+
+def score_loss(sr_scores: tf.Tensor, hr_scores: tf.Tensor, alpha: float = 0.8, max_score: float = 10.0) -> tf.Tensor:
+    """Eqs. 4 and 6, l_as / l_ss: max(0, (S_max - S(SR)) - alpha (S_max - S(HR))), batch mean.
+
+    Zero once the upscaled image's score shortfall is at most ``alpha`` times the ground
+    truth's; ``alpha`` < 1 asks for upscaled images scored better than the ground truth.
+    """
+    sr, hr = _f32(sr_scores), _f32(hr_scores)
+    return tf.reduce_mean(tf.maximum(0.0, (max_score - sr) - alpha * (max_score - hr)))
+
+
+def representation_loss(sr_features: tf.Tensor, hr_features: tf.Tensor, reduction: str = "sum") -> tf.Tensor:
+    """Eqs. 5 and 7, l_ar / l_sr: squared L2 distance between the predictor's global-average-
+    pooled features (1,280 for MobileNetV2) of SR and HR, batch mean. ``reduction="mean"``
+    divides by the feature count, as the authors' code did."""
+    if reduction not in REPRESENTATION_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REPRESENTATION_REDUCTIONS}, got {reduction!r}")
+    squared = tf.square(_f32(sr_features) - _f32(hr_features))
+    per_image = tf.reduce_sum(squared, axis=-1) if reduction == "sum" else tf.reduce_mean(squared, axis=-1)
+    return tf.reduce_mean(per_image)
 
 
 class PredictorTerm(LossTerm):

@@ -157,8 +157,3 @@ def build_terms(entries: Iterable, resources: Resources) -> list[LossTerm]:
     if not terms:
         raise ValueError("every loss term is disabled: nothing would train the generator")
     return terms
-
-
-def describe_terms(entries: Iterable) -> str:
-    """``"0.03 * l_r + 0.1 * l_g + ..."`` for a preset's list (weight-0 entries left out)."""
-    return " + ".join(f"{spec.weight:g} * {spec.name}" for spec in parse_terms(entries) if spec.weight)

@@ -56,7 +56,7 @@ def run_pretraining(config: PretrainConfig, run_dir: Path, *, resume: bool = Fal
     from eusr_perceptual.data.samplers import load_training_images, make_sampler
     from eusr_perceptual.evaluation.runner import Method
     from eusr_perceptual.training.callbacks import TensorBoardImages
-    from eusr_perceptual.training.evaluation import scale_sections
+    from eusr_perceptual.pipelines.final_table import scale_sections
     from eusr_perceptual.training.runs import RunOptions, fit_run
 
     if config.mixed_precision:

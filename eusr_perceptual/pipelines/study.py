@@ -23,8 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from eusr_perceptual.configs.base import resumed_config
 from eusr_perceptual.configs.demo import demo_version
+from eusr_perceptual.configs.gan import GANConfig
 from eusr_perceptual.configs.presets import PRESETS
+from eusr_perceptual.errors import ValueUsageError
+from eusr_perceptual.evaluation.plots import plot_perception_distortion
+from eusr_perceptual.evaluation.runner import Method
+from eusr_perceptual.pipelines import gan_run
+from eusr_perceptual.pipelines.final_table import scale_sections
+from eusr_perceptual.pipelines.gan_run import after_psnr_stage, load_trainable_generator, needs_psnr_stage
+from eusr_perceptual.training.runs import latest_checkpoint_step
 
 log = logging.getLogger(__name__)
 
@@ -60,33 +69,25 @@ def resolve_study(names: Sequence[str]) -> tuple[list[str], str]:
         return list(presets), trend
     unknown = [name for name in names if name not in PRESETS]
     if unknown:
-        raise SystemExit(f"error: unknown preset(s) {unknown}; studies: {sorted(STUDIES)}")
+        raise ValueUsageError(f"unknown preset(s) {unknown}; studies: {sorted(STUDIES)}")
     return list(names), ""
 
 
 def _trained(config, run_dir: Path, resume: bool, verbose: int | str):
     """The float32 generator of ``config`` trained in ``run_dir``: with ``resume``, a finished
     run's ``generator.keras`` as it is, or the run continued with its recorded settings."""
-    from eusr_perceptual.configs.base import resumed_config
-    from eusr_perceptual.configs.gan import GANConfig
-    from eusr_perceptual.training.gan_run import load_trainable_generator, run_gan
-    from eusr_perceptual.training.runs import latest_checkpoint_step
-
     if resume and (run_dir / "config.json").is_file():
         config = resumed_config(run_dir, GANConfig, {f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
         if (run_dir / "generator.keras").is_file() and (latest_checkpoint_step(run_dir) or 0) >= config.steps:
             log.info("reusing the finished run %s", run_dir)
             return load_trainable_generator(str(run_dir / "generator.keras"))
-    return run_gan(config, run_dir, resume=resume, export_dir=None, eval_data=None, verbose=verbose).generator
+    return gan_run.run_gan(config, run_dir, resume=resume, export_dir=None, eval_data=None, verbose=verbose).generator
 
 
 def run_study(names: Sequence[str], run_dir: Path, *, steps: int | None = None, demo: bool = True,
               eval_data: str = "skimage", seed: int = 0, lpips_weights: Path | None = None,
               resume: bool = False, verbose: int | str = 2) -> StudyResult:
     """Trains ``names`` (see the module docstring) and writes ``study.md`` and the plot."""
-    from eusr_perceptual.evaluation.runner import Method
-    from eusr_perceptual.training.evaluation import scale_sections
-
     presets, trend = resolve_study(names)
     run_dir = Path(run_dir)
 
@@ -102,13 +103,13 @@ def run_study(names: Sequence[str], run_dir: Path, *, steps: int | None = None, 
     generators = {}
     for index, name in enumerate(presets, start=1):
         config = prepared(name)
-        if config.psnr_stage and not config.init_from:
+        if needs_psnr_stage(config):
             if config.psnr_stage not in psnr_runs:
                 stage = prepared(config.psnr_stage)
                 print(f"[{name}] shared PSNR stage {config.psnr_stage} ({stage.steps} steps)", flush=True)
                 _trained(stage, run_dir / config.psnr_stage, resume, verbose)
-                psnr_runs[config.psnr_stage] = run_dir / config.psnr_stage / "generator.keras"
-            config = config.replace(init_from=str(psnr_runs[config.psnr_stage]))
+                psnr_runs[config.psnr_stage] = run_dir / config.psnr_stage
+            config = after_psnr_stage(config, psnr_runs[config.psnr_stage])
         print(f"[{index}/{len(presets)}] {name}: {config.formula()} ({config.steps} steps)", flush=True)
         generators[name] = (config.scale, _trained(config, run_dir / name, resume, verbose))
     sections = []
@@ -122,7 +123,5 @@ def run_study(names: Sequence[str], run_dir: Path, *, steps: int | None = None, 
     if trend:
         table += f"\nPaper trend to compare with: {trend}\n"
     (run_dir / "study.md").write_text((run_dir / "evaluation.md").read_text() + (f"\n{trend}\n" if trend else ""))
-    from eusr_perceptual.evaluation.plots import plot_perception_distortion
-
     plot = plot_perception_distortion(scored.summaries, run_dir / "perception_distortion.png")
     return StudyResult(run_dir, table, plot)

@@ -20,7 +20,7 @@ DEMO_NIMA_CROP = 64
 def train_demo_predictors(run_dir: Path, seed: int = 0) -> dict[str, str]:
     """Both NIMA predictors (MobileNetV2 from scratch, a few epochs) on the demo trees,
     BatchNorm-recalibrated; returns ``{"aesthetic": path, "subjective": path}``."""
-    from eusr_perceptual.demo.score_trees import make_demo_score_trees
+    from eusr_perceptual.pipelines.score_trees import make_demo_score_trees
     from nima.config import PRESETS as NIMA_PRESETS
     from nima.datasets import load_dataset
     from nima.recalibration import recalibrate_batch_norm
@@ -44,8 +44,8 @@ def run_fourpp_demo(run_dir: Path, changes: dict | None = None, export_dir: Path
                     eval_data: str | None = "skimage") -> GANConfig:
     """Pre-training, both predictors and the fine-tuning, chained; returns the fine-tuning config."""
     from eusr_perceptual.configs.pretrain import PRETRAIN_PRESETS
-    from eusr_perceptual.training.gan_run import run_gan
-    from eusr_perceptual.training.pretrain_run import run_pretraining
+    from eusr_perceptual.pipelines.gan_run import run_gan
+    from eusr_perceptual.pipelines.pretrain_run import run_pretraining
 
     started = time.time()
     print(f"[1/3] pre-training a small EUSR ({DEMO_PRETRAIN_STEPS} steps)", flush=True)

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from eusr_perceptual.configs.gan import GANConfig
+from eusr_perceptual.errors import PathUsageError, ValueUsageError
 from eusr_perceptual.losses.adversarial import get_objective
 from eusr_perceptual.models.precision import float32_copy
 from eusr_perceptual.models.registry import build_network
@@ -41,8 +42,20 @@ MAKERS = {
 }
 
 
-class MissingInputError(SystemExit):
+class MissingInputError(PathUsageError):
     """A model file a run needs does not exist (the message names the command that makes it)."""
+
+
+def needs_psnr_stage(config: GANConfig) -> bool:
+    """Whether ``config`` is the GAN stage of a two-stage preset with no generator to start from,
+    so its PSNR stage (``config.psnr_stage``) must train first: the papers' GAN stages start
+    from a PSNR-oriented model (ESRGAN section 3.4; the DP paper's "settings follow ESRGAN")."""
+    return bool(config.psnr_stage) and not config.init_from
+
+
+def after_psnr_stage(config: GANConfig, psnr_run_dir: Path) -> GANConfig:
+    """``config`` starting from the generator its PSNR stage wrote in ``psnr_run_dir``."""
+    return config.replace(init_from=str(Path(psnr_run_dir) / "generator.keras"))
 
 
 def check_inputs(config: GANConfig) -> None:
@@ -51,7 +64,7 @@ def check_inputs(config: GANConfig) -> None:
     when a two-stage preset's GAN stage starts from random weights."""
     from eusr_perceptual.models.loading import check_model_path
 
-    if config.psnr_stage and not config.init_from:
+    if needs_psnr_stage(config):
         log.warning("the preset's paper starts this GAN stage from its PSNR stage %s; without --init-from it "
                     "starts from random weights", config.psnr_stage)
 
@@ -61,7 +74,7 @@ def check_inputs(config: GANConfig) -> None:
         if is_needed and (not path or not Path(path).exists()):
             what, maker = MAKERS[name]
             where = f"not found at {path}" if path else f"not given (--{name.replace('_', '-')})"
-            raise MissingInputError(f"error: the {what} is {where}. Make it with:\n  {maker}")
+            raise MissingInputError(f"the {what} is {where}. Make it with:\n  {maker}")
         if is_needed:
             check_model_path(path, f"--{name.replace('_', '-')}", **({} if name == "init_from" else {"run_file": None}))
 
@@ -72,7 +85,7 @@ def load_trainable_generator(path: str) -> keras.Model:
 
     generator = load_generator(path)
     if not isinstance(generator, keras.Model):
-        raise SystemExit(f"error: {path} is a SavedModel; training needs the Keras generator (<run>/generator.keras)")
+        raise ValueUsageError(f"{path} is a SavedModel; training needs the Keras generator (<run>/generator.keras)")
     return generator
 
 
@@ -93,9 +106,9 @@ def build_generator(config: GANConfig) -> keras.Model:
         generator = build_network(config.generator, "generator", scale=config.scale)
         generator.build()
     if config.scale not in generator.scales and not (config.producer == "multipass"):
-        raise SystemExit(f"error: the generator has paths {generator.scales}, the preset trains x{config.scale}")
+        raise ValueUsageError(f"the generator has paths {generator.scales}, the preset trains x{config.scale}")
     if config.producer == "multipass" and {2, 4, 8} - set(generator.scales):
-        raise SystemExit(f"error: multi-pass upscaling needs x2, x4 and x8 paths; the generator has {generator.scales}")
+        raise ValueUsageError(f"multi-pass upscaling needs x2, x4 and x8 paths; the generator has {generator.scales}")
     return generator
 
 
@@ -215,7 +228,7 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
     print(f"\nGenerator saved to {Path(run_dir) / 'generator.keras'}" + (f" and exported to {exported}" if exported else ""))
     table = None
     if eval_data:
-        from eusr_perceptual.training.evaluation import final_table
+        from eusr_perceptual.pipelines.final_table import final_table
 
         baseline = load_trainable_generator(config.init_from) if config.producer == "multipass" else None
         table = final_table(config, generator, eval_data, Path(run_dir), baseline=baseline)
