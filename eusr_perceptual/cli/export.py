@@ -31,7 +31,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from eusr_perceptual.configs.base import add_config_flags, apply_changes, flag_overrides
+from eusr_perceptual.cli.flags import add_config_flags, flag_overrides
+from eusr_perceptual.configs.base import apply_changes
 from eusr_perceptual.serving.limits import RequestBudget, read_limits
 
 FORMATS = ("savedmodel", "tflite", "onnx")
