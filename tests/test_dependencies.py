@@ -14,7 +14,7 @@ MODULES = {
     "tensorflow-datasets": ["tensorflow_datasets"], "numpy": ["numpy"], "pillow": ["PIL"], "opencv-python-headless": ["cv2"],
     "scikit-image": ["skimage"], "scipy": ["scipy"], "matplotlib": ["matplotlib"], "pytest": ["pytest"],
     "sewar": ["sewar"], "tensorflow-serving-api": ["tensorflow_serving"], "ai-edge-litert": ["ai_edge_litert"],
-    "tf2onnx": ["tf2onnx"], "onnx": ["onnx"], "onnxruntime": ["onnxruntime"],
+    "tf2onnx": ["tf2onnx"], "onnx": ["onnx"], "onnxruntime": ["onnxruntime"], "jax": ["jax"],
 }
 #: requirements used by configuration rather than by an import
 CONFIGURED = {"pytest-xdist": "-n 2"}  # setup.cfg [tool:pytest] addopts
@@ -52,7 +52,7 @@ def test_every_declared_requirement_is_used():
                 assert CONFIGURED[name] in config["tool:pytest"]["addopts"], f"{name} ({group}) is declared but unused"
                 continue
             assert name in MODULES, f"{name} ({group}) has no entry saying how it is used"
-            where = tests if group == "test" else package + tests if group == "export" else package
+            where = {"test": tests, "export": package + tests, "backends": tests + _sources("benchmarks")}.get(group, package)
             assert any(_uses(where, module) for module in MODULES[name]), f"{name} ({group}) is declared but unused"
 
 

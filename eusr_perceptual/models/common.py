@@ -24,7 +24,6 @@ PyTorch's convention = ``momentum=0.9`` in Keras', ``epsilon=1e-5``.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import layers, ops
 
 _INITIALIZERS = {
@@ -63,9 +62,16 @@ def batch_norm(name: str, gamma_stddev: float = 0.0) -> layers.BatchNormalizatio
 
 
 def depth_to_space(x, factor: int):
-    """Sub-pixel rearrangement (PyTorch ``PixelShuffle``; channel order differs, which only
-    permutes the preceding conv's filters)."""
-    return tf.nn.depth_to_space(x, factor)
+    """Sub-pixel rearrangement ``[B, H, W, f*f*C] -> [B, f*H, f*W, C]`` in ``keras.ops`` (any
+    backend), with ``tf.nn.depth_to_space``'s channel order: output pixel ``(f*h + i, f*w + j)``,
+    channel ``c`` is input channel ``(i*f + j)*C + c`` (PyTorch's ``PixelShuffle`` takes
+    ``c*f*f + i*f + j``, which only permutes the preceding conv's filters). ``H`` and ``W`` may
+    be unknown until run time (a TensorFlow graph traced for any size)."""
+    shape = ops.shape(x)
+    channels = shape[3] // (factor * factor)
+    x = ops.reshape(x, (-1, shape[1], shape[2], factor, factor, channels))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, shape[1] * factor, shape[2] * factor, channels))
 
 
 def nearest_upsample(x, factor: int):
@@ -122,7 +128,7 @@ class SingleScaleGenerator(keras.Model):
         """Creates every weight by running a small probe through the network."""
         if self.built:
             return
-        self._forward(tf.zeros((1, 8, 8, 3)), training=False)
+        self._forward(ops.zeros((1, 8, 8, 3)), training=False)
         super().build(input_shape)
 
     def _forward(self, inputs, training):

@@ -16,8 +16,10 @@ import math
 from dataclasses import dataclass
 
 import keras
-import tensorflow as tf
+import numpy as np
 from keras import layers, ops
+
+from eusr_perceptual.models.common import depth_to_space
 
 #: DIV2K RGB mean subtracted at the input and added back at the output (authors' code).
 DIV2K_RGB_MEAN = (114.4, 111.5, 103.0)
@@ -61,6 +63,13 @@ class EUSRConfig:
         )
 
 
+def _fresh(initializer: keras.initializers.Initializer) -> keras.initializers.Initializer:
+    """A new initialiser with ``initializer``'s config (``from_config(get_config())``, not
+    ``deserialize(serialize())``: Keras' serialisation imports TensorFlow whenever it is
+    installed, whatever the backend)."""
+    return type(initializer).from_config(initializer.get_config())
+
+
 def _conv(filters: int, kernel: int, name: str, initializer="glorot_uniform", dtype=None) -> layers.Conv2D:
     """A 'same'-padded convolution with bias, stride 1, explicit initialisers.
 
@@ -74,7 +83,7 @@ def _conv(filters: int, kernel: int, name: str, initializer="glorot_uniform", dt
         kernel,
         padding="same",
         use_bias=True,
-        kernel_initializer=keras.initializers.deserialize(keras.initializers.serialize(keras.initializers.get(initializer))),
+        kernel_initializer=_fresh(keras.initializers.get(initializer)),
         bias_initializer=BIAS_INITIALIZER,
         name=name,
         dtype=dtype,
@@ -155,7 +164,7 @@ class EnhancedUpscalingModule(layers.Layer):
         for module in self.modules_:
             x = module(x)
             outputs.append(x)
-        return tf.nn.depth_to_space(ops.concatenate(outputs, axis=-1), 2)
+        return depth_to_space(ops.concatenate(outputs, axis=-1), 2)
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
@@ -200,7 +209,9 @@ class EUSR(keras.Model):
             for s in config.scales
         }
         self.output_convs = {f"x{s}": _conv(3, 3, f"x{s}_output_conv", dtype="float32") for s in config.scales}
-        self._rgb_mean = tf.constant(config.rgb_mean, dtype=tf.float32)
+        # A NumPy constant, made a tensor of the running backend (and device) at each call: no
+        # weight, so the .keras files of every version hold the same variables.
+        self._rgb_mean = np.asarray(config.rgb_mean, dtype=np.float32)
 
     @property
     def input_dtype(self):
@@ -216,7 +227,7 @@ class EUSR(keras.Model):
         """Creates every path's weights (Keras would otherwise build only the paths called)."""
         if self.built:
             return
-        probe = tf.zeros((1, 8, 8, 3))
+        probe = ops.zeros((1, 8, 8, 3))
         for scale in self.scales:
             self._forward(probe, scale)
         super().build(input_shape)
@@ -224,7 +235,8 @@ class EUSR(keras.Model):
     def _forward(self, inputs, scale: int):
         if scale not in self.config.scales:
             raise ValueError(f"this EUSR has paths {self.config.scales}, not x{scale}")
-        x = ops.cast(inputs, "float32") - self._rgb_mean
+        rgb_mean = ops.convert_to_tensor(self._rgb_mean)
+        x = ops.cast(inputs, "float32") - rgb_mean
         x = ops.cast(x, self.compute_dtype)
         x = self.first_conv(x)
         for block in self.scale_aware[f"x{scale}"]:
@@ -232,7 +244,7 @@ class EUSR(keras.Model):
         x = self.shared_module(x)
         for module in self.upscalers[f"x{scale}"]:
             x = module(x)
-        return self.output_convs[f"x{scale}"](x) + self._rgb_mean
+        return self.output_convs[f"x{scale}"](x) + rgb_mean
 
     def call(self, inputs, scale: int = 4):
         return self._forward(inputs, int(scale))

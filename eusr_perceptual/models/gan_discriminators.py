@@ -34,8 +34,9 @@ would break (Pan's WGAN presets). The WGAN-GP paper suggests layer normalisation
 is added here. ``base_channels`` (64) and ``dense_units`` shrink the networks for tests/demos.
 
 A wrong input size is a ValueError naming the size the network was built for when the
-input's shape is known when the model is called, and a failed ``tf.debugging`` assertion
-with the same message otherwise (e.g. a ``tf.function`` traced with unknown sizes). The
+input's shape is known when the model is called (always under JAX and PyTorch), and a failed
+``tf.debugging`` assertion with the same message otherwise (a TensorFlow graph traced with
+unknown sizes: the one case that imports TensorFlow). The
 model's Input is declared ``(None, None, 3)`` so that this check (layer ``input_size_check``),
 not Keras' generic shape error, reports it; the check gives the layers after it the static size.
 """
@@ -43,7 +44,6 @@ not Keras' generic shape error, reports it; the check gives the layers after it 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import layers
 
 from eusr_perceptual.models.common import batch_norm as batch_norm_layer
@@ -71,7 +71,9 @@ class InputSizeCheck(layers.Layer):
         static = tuple(images.shape[1:3])
         if any(side is not None and side != self.size for side in static):
             raise ValueError(self._message("x".join(str(side) for side in static)))
-        if None in static:
+        if None in static:  # only a TensorFlow graph has sizes unknown when it is called
+            import tensorflow as tf
+
             check = tf.debugging.assert_equal(tf.shape(images)[1:3], [self.size, self.size],
                                               message=self._message("another size"))
             with tf.control_dependencies([check]):

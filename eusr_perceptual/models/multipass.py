@@ -16,9 +16,10 @@ every second pixel).
 
 from __future__ import annotations
 
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
-from eusr_perceptual.resize import imresize_tf
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 DOWNSCALE_METHODS = ("matlab", "subsample")
 
@@ -28,7 +29,9 @@ PATHS = ("x4", "x2x2", "x8down")
 
 def halve(images: tf.Tensor, method: str = "matlab") -> tf.Tensor:
     """Downscales ``[B, H, W, C]`` images by 2 with ``method`` (see the module docstring)."""
-    if method == "matlab":
+    if method == "matlab":  # TensorFlow's (the fine-tuning's); "subsample" runs on any backend
+        from eusr_perceptual.resize import imresize_tf
+
         return imresize_tf(images, scale=0.5)
     if method == "subsample":
         return images[:, ::2, ::2, :]
