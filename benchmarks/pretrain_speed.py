@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from eusr_perceptual.models.eusr import EUSR
-from eusr_perceptual.training.pretrain import PRETRAIN_PRESETS, MultiScalePretrainer, make_optimizer
+from eusr_perceptual.training.pretrain import PRETRAIN_PRESETS, MultiScalePretrainer, pretrain_optimizer
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     scales = config.model.scales
     current = {"scale": scales[0]}
     trainer = MultiScalePretrainer(EUSR(config.model), lambda step: current["scale"])
-    trainer.compile(optimizer=make_optimizer(config), jit_compile=args.jit)
+    trainer.compile(optimizer=pretrain_optimizer(config), jit_compile=args.jit)
     trainer.build_for_training()
     train_function = trainer.make_train_function()
     rng = np.random.default_rng(0)

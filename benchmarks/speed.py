@@ -152,11 +152,11 @@ def measure_pretrain(job: Job, settings: Settings) -> dict:
     import tensorflow as tf
 
     from eusr_perceptual.models.eusr import EUSR
-    from eusr_perceptual.training.pretrain import PRETRAIN_PRESETS, MultiScalePretrainer, make_optimizer
+    from eusr_perceptual.training.pretrain import PRETRAIN_PRESETS, MultiScalePretrainer, pretrain_optimizer
 
     config = PRETRAIN_PRESETS["paper"]
     trainer = MultiScalePretrainer(EUSR(config.model), lambda step: job.scale)
-    trainer.compile(optimizer=make_optimizer(config))
+    trainer.compile(optimizer=pretrain_optimizer(config))
     trainer.build_for_training()
     lr = tf.random.uniform((PRETRAIN_BATCH, PRETRAIN_PATCH, PRETRAIN_PATCH, 3), 0, 255, seed=1)
     hr = tf.random.uniform((PRETRAIN_BATCH, PRETRAIN_PATCH * job.scale, PRETRAIN_PATCH * job.scale, 3), 0, 255, seed=2)

@@ -41,7 +41,7 @@ from eusr_perceptual.serving.limits import PixelLimit, RequestBudget, untiled_li
 from eusr_perceptual.serving.memory import bytes_per_pixel
 from eusr_perceptual.serving.warmup import MissingExtra, warmup_image, write_warmup_requests
 from nima.config import SCORE_BINS
-from nima.model import HEAD, MEAN_SCORE, SAVED_MODEL_ENDPOINT, float32_copy, inference_model
+from nima.model import HEAD, MEAN_SCORE, SAVED_MODEL_ENDPOINT, float32_nima, inference_model
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def export_predictor(model: keras.Model, directory: str | Path, name: str, warmu
                      budget: RequestBudget = RequestBudget()) -> ExportedPredictor:
     """Writes ``model`` (a NIMA model from :func:`nima.model.build_nima`) in both formats.
 
-    What is saved is a float32 copy (:func:`nima.model.float32_copy`): the predictor computes
+    What is saved is a float32 copy (:func:`nima.model.float32_nima`): the predictor computes
     in float32 whatever policy it was trained with, and, built outside the training's
     ``tf.distribute`` scope, holds plain variables. ``warmup`` writes TF Serving's warm-up
     requests (needs tensorflow-serving-api; without it a warning is logged and the file is
@@ -85,7 +85,7 @@ def export_predictor(model: keras.Model, directory: str | Path, name: str, warmu
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    predictor = inference_model(float32_copy(model))
+    predictor = inference_model(float32_nima(model))
     keras_file = directory / f"{name}.keras"
     predictor.save(keras_file)
     saved_model = directory / f"{name}_savedmodel"

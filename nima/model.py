@@ -169,7 +169,7 @@ def dtype_policy(name: str):
         keras.mixed_precision.set_dtype_policy(previous)
 
 
-def float32_copy(model: keras.Model) -> keras.Model:
+def float32_nima(model: keras.Model) -> keras.Model:
     """A NIMA model with the weights of ``model`` under the float32 policy, in the current
     distribution scope (a model trained with ``mixed_float16`` keeps float32 variables, so
     the copy is exact)."""

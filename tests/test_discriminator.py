@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from eusr_perceptual.models.discriminator import build_discriminator
+from eusr_perceptual.models.fourpp_discriminator import build_fourpp_discriminator
 
 
 def _layer_list(model):
@@ -37,7 +37,7 @@ def _expected_convs():
     ],
 )
 def test_exact_layers_and_parameter_count_at_192(head, middle, logits, parameters):
-    model = build_discriminator(192, head)
+    model = build_fourpp_discriminator(192, head)
     expected = _expected_convs() + middle + [("dense", 1024, True), ("leaky_relu", 0.2), ("dense", 1, True), ("Reshape",)]
     assert _layer_list(model) == expected
     assert model.output.shape == (None, logits)
@@ -46,19 +46,19 @@ def test_exact_layers_and_parameter_count_at_192(head, middle, logits, parameter
 
 
 def test_last_feature_map_is_6x6x512_at_192():
-    model = build_discriminator(192)
+    model = build_fourpp_discriminator(192)
     assert model.get_layer("conv10").output.shape == (None, 6, 6, 512)
 
 
 def test_other_input_sizes_and_widths():
-    model = build_discriminator(48, base_channels=4, dense_units=16)
+    model = build_fourpp_discriminator(48, base_channels=4, dense_units=16)
     assert model.output.shape == (None, 4)  # 48 -> 24 -> 12 -> 6 -> 3 -> 2 ('same' padding)
     assert model.get_layer("conv10").filters == 64
 
 
 def test_logits_are_float32_under_mixed_precision():
     keras.mixed_precision.set_dtype_policy("mixed_float16")
-    model = build_discriminator(48, base_channels=4, dense_units=16)
+    model = build_fourpp_discriminator(48, base_channels=4, dense_units=16)
     assert model.get_layer("conv1").compute_dtype == "float16"
     logits = model(np.zeros((2, 48, 48, 3), np.float32))
     assert logits.dtype == "float32"
@@ -66,4 +66,4 @@ def test_logits_are_float32_under_mixed_precision():
 
 def test_unknown_head_is_rejected():
     with pytest.raises(ValueError, match="head"):
-        build_discriminator(48, head="patch")
+        build_fourpp_discriminator(48, head="patch")

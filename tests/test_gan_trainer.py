@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from eusr_perceptual.configs.presets import FOURPP_EUSR, FOURPP_PRESETS
 from eusr_perceptual.losses.adversarial import get_objective
-from eusr_perceptual.models.discriminator import build_discriminator
+from eusr_perceptual.models.fourpp_discriminator import build_fourpp_discriminator
 from eusr_perceptual.training.gan import GANTrainer, Schedule
 from eusr_perceptual.pipelines.gan_run import build_gan_trainer, render_samples
 from eusr_perceptual.training.producers import MultiPass, SinglePath
@@ -37,17 +37,17 @@ def make_trainer(config=CONFIG, seed: int = 0, run_eagerly: bool = False) -> GAN
     keras.utils.set_random_seed(seed)
     generator = tiny_eusr()
     d_options = {k: v for k, v in config.discriminator.items() if k != "type"}
-    discriminator = build_discriminator(HR_SIZE, d_options["head"], base_channels=4, dense_units=16)
+    discriminator = build_fourpp_discriminator(HR_SIZE, d_options["head"], base_channels=4, dense_units=16)
     resources = {"aesthetic": stand_in_predictor("aesthetic", 10), "subjective": stand_in_predictor("subjective", 20)}
     resources = {name: model for name, model in resources.items() if name in config.predictors}
-    from eusr_perceptual.pipelines.gan_run import make_optimizer
+    from eusr_perceptual.pipelines.gan_run import gan_optimizer
     from eusr_perceptual.training.producers import make_producer
 
     trainer = GANTrainer(generator, discriminator, make_producer(config.producer, config.scale, config.downscale),
                          get_objective(config.objective), config.terms,
                          Schedule(config.order, config.d_steps, config.d_warmup, config.ema_decay or None),
                          resources=resources, backbone_weights=None)
-    trainer.compile(make_optimizer(config, config.g_learning_rate), make_optimizer(config, config.d_learning_rate),
+    trainer.compile(gan_optimizer(config, config.g_learning_rate), gan_optimizer(config, config.d_learning_rate),
                     run_eagerly=run_eagerly)
     return trainer
 
@@ -118,7 +118,7 @@ def test_logged_terms_and_total_follow_the_ablation(preset):
 
 def test_a_needed_predictor_must_be_given():
     with pytest.raises(KeyError, match="aesthetic"):
-        GANTrainer(tiny_eusr(), build_discriminator(HR_SIZE, base_channels=4, dense_units=16), MultiPass(),
+        GANTrainer(tiny_eusr(), build_fourpp_discriminator(HR_SIZE, base_channels=4, dense_units=16), MultiPass(),
                    get_objective("sigmoid_ce"), CONFIG.terms, resources={"subjective": stand_in_predictor("s", 1)})
 
 

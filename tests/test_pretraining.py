@@ -19,7 +19,7 @@ from eusr_perceptual.training.pretrain import (
     MultiScalePretrainer,
     PretrainConfig,
     learning_rate_schedule,
-    make_optimizer,
+    pretrain_optimizer,
 )
 from eusr_perceptual.training.runs import NonFiniteLossError, RunOptions, fit_run
 
@@ -45,7 +45,7 @@ def make_trainer(images, config=TINY, strategy=None):
     sampler = PatchSampler(images, config.model.scales, config.patch_size, config.batch_size, config.seed)
     with (strategy or tf.distribute.get_strategy()).scope():
         trainer = MultiScalePretrainer(EUSR(config.model), sampler.scale_for_step)
-        trainer.compile(optimizer=make_optimizer(config))
+        trainer.compile(optimizer=pretrain_optimizer(config))
     return trainer, sampler
 
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tensorflow.python.framework.config import disable_op_determinism, is_op_determinism_enabled
 
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
-from eusr_perceptual.training.pretrain import MultiScalePretrainer, PretrainConfig, make_optimizer
+from eusr_perceptual.training.pretrain import MultiScalePretrainer, PretrainConfig, pretrain_optimizer
 from eusr_perceptual.training.xla import CPU_DEFAULT, NOT_REQUESTED, enable_xla
 
 LOGGER = "eusr_perceptual.training.xla"
@@ -44,7 +44,7 @@ def pretrainer(cls=MultiScalePretrainer):
     # The x2 path is the shortest; fit's symbolic build of the model calls the x4 path.
     generator = EUSR(EUSRConfig(channels=4, shared_blocks=1, upscale_blocks=0, scale_aware_blocks=1, scales=(2, 4)))
     trainer = cls(generator, lambda step: 2)
-    trainer.compile(optimizer=make_optimizer(PretrainConfig()))
+    trainer.compile(optimizer=pretrain_optimizer(PretrainConfig()))
     trainer.build_for_training()
     return trainer
 

@@ -3,11 +3,11 @@
 "afm_srresnet", "rrdbnet"; discriminators "4pp_eusr", "srgan", "vgg_style", "afm"."""
 
 from eusr_perceptual.models import gan_discriminators, rrdbnet, srresnet  # noqa: F401  (registration)
-from eusr_perceptual.models.discriminator import build_discriminator
+from eusr_perceptual.models.fourpp_discriminator import build_fourpp_discriminator
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.models.registry import register_network
 
-register_network("4pp_eusr", "discriminator")(build_discriminator)
+register_network("4pp_eusr", "discriminator")(build_fourpp_discriminator)
 
 
 @register_network("eusr", "generator")

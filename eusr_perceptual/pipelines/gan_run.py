@@ -89,7 +89,7 @@ def load_trainable_generator(path: str) -> keras.Model:
     return generator
 
 
-def make_optimizer(config: GANConfig, learning_rate: float) -> keras.optimizers.Adam:
+def gan_optimizer(config: GANConfig, learning_rate: float) -> keras.optimizers.Adam:
     """Adam with the config's betas/epsilon; the rate multiplied by ``lr_gamma`` at each milestone."""
     rate = learning_rate
     if config.lr_milestones:
@@ -140,8 +140,8 @@ def build_gan_trainer(config: GANConfig, *, generator: keras.Model | None = None
         config.terms, Schedule(config.order, config.d_steps, config.d_warmup, config.ema_decay or None),
         resources=shared, backbone_weights=None if config.backbone_weights == "none" else config.backbone_weights,
     )
-    trainer.compile(g_optimizer=make_optimizer(config, config.g_learning_rate),
-                    d_optimizer=make_optimizer(config, config.d_learning_rate) if discriminator is not None else None,
+    trainer.compile(g_optimizer=gan_optimizer(config, config.g_learning_rate),
+                    d_optimizer=gan_optimizer(config, config.d_learning_rate) if discriminator is not None else None,
                     jit_compile=config.jit_compile)
     return trainer
 

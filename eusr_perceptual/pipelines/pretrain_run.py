@@ -40,11 +40,11 @@ def sample_renderer(generator, image, scales, lr_side: int = 48):
 def build_pretrainer(config: PretrainConfig, scale_for_step):
     """The compiled :class:`MultiScalePretrainer` of ``config``, weights seeded by ``config.seed``
     (call inside the strategy scope)."""
-    from eusr_perceptual.training.pretrain import MultiScalePretrainer, make_optimizer
+    from eusr_perceptual.training.pretrain import MultiScalePretrainer, pretrain_optimizer
 
     keras.utils.set_random_seed(config.seed)
     trainer = MultiScalePretrainer(EUSR(config.model), scale_for_step)
-    trainer.compile(optimizer=make_optimizer(config), jit_compile=config.jit_compile)
+    trainer.compile(optimizer=pretrain_optimizer(config), jit_compile=config.jit_compile)
     return trainer
 
 

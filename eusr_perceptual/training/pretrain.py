@@ -33,7 +33,7 @@ def learning_rate_schedule(config: PretrainConfig) -> keras.optimizers.schedules
     )
 
 
-def make_optimizer(config: PretrainConfig) -> keras.optimizers.Optimizer:
+def pretrain_optimizer(config: PretrainConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(
         learning_rate_schedule(config), beta_1=config.adam_beta_1, beta_2=config.adam_beta_2, epsilon=config.adam_epsilon
     )

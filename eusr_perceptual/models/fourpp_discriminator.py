@@ -34,7 +34,7 @@ KERNEL_INITIALIZER = "glorot_uniform"
 BIAS_INITIALIZER = "zeros"
 
 
-def build_discriminator(
+def build_fourpp_discriminator(
     input_size: int = 192,
     head: str = "per_position",
     base_channels: int = 32,
