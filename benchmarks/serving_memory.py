@@ -8,7 +8,7 @@
 
 An EUSR with random weights (``--config tiny``: 8 channels, 1 shared block, the default;
 ``paper``: 64 channels, 32 blocks; the memory of inference does not depend on the weights) or
---model is exported with :func:`eusr_perceptual.export.export_savedmodel` under the request
+--model is exported with :func:`eusr_perceptual.serving.savedmodel.export_savedmodel` under the request
 budget of --request-memory-mib / --max-pixels. Each (signature, size) then runs in its own
 process that imports neither Keras nor this project: it loads the SavedModel with
 ``tf.saved_model.load``, sends one PNG of size x size (zeros, as the issue's 4 KB / 16 KB
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-pixels", type=int, help="the export's explicit pixel limit")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    from eusr_perceptual.export import export_savedmodel
+    from eusr_perceptual.serving.savedmodel import export_savedmodel
     from eusr_perceptual.models.loading import load_generator
     from eusr_perceptual.serving.limits import RequestBudget, read_limits
 

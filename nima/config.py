@@ -8,7 +8,6 @@ loader only.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 

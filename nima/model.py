@@ -40,6 +40,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from eusr_perceptual.errors import UsageError
 from nima.config import SCORE_BINS
 from nima.losses import mean_score
 
@@ -55,7 +56,7 @@ WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobi
 IMAGENET_RESOLUTIONS = (96, 128, 160, 192, 224)
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
+class PretrainedWeightsUnavailable(UsageError, RuntimeError):
     """The ImageNet weights of MobileNetV2 could not be downloaded or read."""
 
 

@@ -2,7 +2,7 @@
 """NIMA quality predictors (AVA / TID2013); see ``--help``."""
 import sys
 
-from nima.cli import main
+from eusr_perceptual.cli.train_nima import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,7 +16,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from eusr_perceptual.export import export_savedmodel, halve_matlab_graph
+from eusr_perceptual.serving.graph_resize import halve_matlab_graph
+from eusr_perceptual.serving.savedmodel import export_savedmodel
 from eusr_perceptual.inference import run_route
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.models.loading import SavedModelGenerator, load_generator

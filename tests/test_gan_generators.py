@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from eusr_perceptual.export import export_savedmodel
+from eusr_perceptual.serving.savedmodel import export_savedmodel
 from eusr_perceptual.models.common import upsample_factors
 from eusr_perceptual.models.eusr import EUSR
 from eusr_perceptual.models.loading import load_generator

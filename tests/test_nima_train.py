@@ -26,7 +26,7 @@ SMOKE = ["--weights", "none", "--crop-size", "32", "--phase1-batch-size", "4", "
 
 
 def train_nima_script():
-    from nima import cli
+    from eusr_perceptual.cli import train_nima as cli
 
     return cli
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from eusr_perceptual.configs.base import ConfigError
-from eusr_perceptual.export import route_limits
+from eusr_perceptual.serving.savedmodel import route_limits
 from eusr_perceptual.inference import run_route, routes_of
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.models.registry import build_network, registered_networks

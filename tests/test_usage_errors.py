@@ -8,10 +8,10 @@ import tensorflow as tf
 from PIL import Image
 
 from eusr_perceptual.errors import PathUsageError, UsageError, ValueUsageError
-from eusr_perceptual.cli.errors import reports_usage_errors
+from eusr_perceptual.cli.command import command
 from eusr_perceptual.data.images import EmptySourceError
 from eusr_perceptual.data.samplers import load_training_images
-from eusr_perceptual.export import CHANNELS_MESSAGE, export_savedmodel
+from eusr_perceptual.serving.savedmodel import CHANNELS_MESSAGE, export_savedmodel
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.models.loading import GeneratorLoadError, check_model_path, load_generator
 
@@ -39,7 +39,7 @@ def one_line_error(capsys) -> str:
 
 
 def test_the_wrapper_turns_usage_errors_into_status_2_and_leaves_bugs_alone(capsys):
-    @reports_usage_errors
+    @command()
     def main(argv=None):
         raise {"usage": PathUsageError("data folder x is a file, expected a folder"), "bug": KeyError("bug")}[argv]
 
@@ -138,7 +138,7 @@ def test_evaluate_checks_models_before_data_and_rejects_files_and_empty_folders(
 
 
 def test_training_and_nima_data_paths(files, capsys):
-    from nima import cli as nima_cli
+    from eusr_perceptual.cli import train_nima as nima_cli
 
     root, _ = files
     with pytest.raises(PathUsageError, match="is a file, expected a folder"):
@@ -151,7 +151,7 @@ def test_training_and_nima_data_paths(files, capsys):
 
 def test_training_tools_refuse_a_multi_worker_strategy_without_tf_config(files, capsys, monkeypatch):
     from eusr_perceptual.cli import pretrain
-    from nima import cli as nima_cli
+    from eusr_perceptual.cli import train_nima as nima_cli
 
     root, _ = files
     monkeypatch.delenv("TF_CONFIG", raising=False)

@@ -15,12 +15,14 @@ unpickler: a file that references anything but tensors is refused, nothing in it
 
 from __future__ import annotations
 
+import logging
+
 import argparse
 import sys
 from pathlib import Path
 
 from eusr_perceptual.errors import UsageError
-from eusr_perceptual.cli.errors import reports_usage_errors
+from eusr_perceptual.cli.command import command
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@reports_usage_errors
+@command(logging.WARNING)
 def main(argv=None) -> int:
     args = parse_args(argv)
     from eusr_perceptual.metrics.lpips import LPIPSUnavailable, load_lpips

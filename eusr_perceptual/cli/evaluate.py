@@ -36,7 +36,8 @@ import sys
 from pathlib import Path
 
 from eusr_perceptual.errors import UsageError
-from eusr_perceptual.cli.errors import non_negative_int, reports_usage_errors
+from eusr_perceptual.cli.command import command
+from eusr_perceptual.cli.flags import non_negative_int
 from eusr_perceptual.files import prepare_output_folder
 from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS
 
@@ -123,10 +124,9 @@ def build_methods(args: argparse.Namespace, specs: list[tuple[str, str]]) -> lis
     return methods
 
 
-@reports_usage_errors
+@command(logging.WARNING)
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from eusr_perceptual.evaluation.benchmarks import discover_benchmark
     from eusr_perceptual.evaluation.runner import evaluate_dataset, summarize
     from eusr_perceptual.evaluation.tables import format_table, write_image_scores_csv, write_summary_csv

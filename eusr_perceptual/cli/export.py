@@ -28,12 +28,18 @@ printed (exit status 1 if a float32 export differs by more than 1e-3). They need
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
-from eusr_perceptual.cli.flags import add_config_flags, flag_overrides
+from eusr_perceptual.cli.command import command
+from eusr_perceptual.cli.flags import add_config_flags, flag_overrides, non_negative_int, positive_int
 from eusr_perceptual.configs.base import apply_changes
+from eusr_perceptual.errors import UsageError
+from eusr_perceptual.models.loading import GeneratorLoadError, SavedModelGenerator, float_signature_name, load_generator
+from eusr_perceptual.serving import convert
 from eusr_perceptual.serving.limits import RequestBudget, read_limits
+from eusr_perceptual.serving.savedmodel import export_savedmodel, exported_routes
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 
@@ -47,8 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--version", type=int, help="SavedModel version number (default: the next free one)")
     parser.add_argument("--paths", help="multi-pass x4 routes to expose, comma-separated from x2x2,x8down, or "
                                         "'none' (default: those the model supports); every scale is always exported")
-    parser.add_argument("--tile", type=int, default=128, help="LR tile size of the _png_tiled signatures (default 128)")
-    parser.add_argument("--overlap", type=int, default=32, help="LR context pixels around each tile (default 32)")
+    parser.add_argument("--tile", type=positive_int, default=128, help="LR tile size of the _png_tiled signatures (default 128)")
+    parser.add_argument("--overlap", type=non_negative_int, default=32, help="LR context pixels around each tile (default 32)")
     parser.add_argument("--no-warmup", action="store_true", help="do not write TF Serving warm-up requests")
     parser.add_argument("--float16", action="store_true", help="TFLite with float16 weights (half the size)")
     add_config_flags(parser, RequestBudget)
@@ -57,10 +63,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _convert(model, args: argparse.Namespace, paths: list[str] | None) -> int:
     """Writes the TFLite or ONNX export, runs it, prints where it is and how far from Keras."""
-    from eusr_perceptual.export import exported_routes
-    from eusr_perceptual.models.loading import float_signature_name
-    from eusr_perceptual.serving import convert
-
     out, routes = args.out or Path("exports"), exported_routes(model, paths)
     if args.format == "tflite":
         path = convert.export_tflite(model, out / f"{args.name}{'_float16' if args.float16 else ''}.tflite", args.float16, routes)
@@ -78,28 +80,21 @@ def _convert(model, args: argparse.Namespace, paths: list[str] | None) -> int:
     return 0
 
 
+@command(logging.WARNING)
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from eusr_perceptual.export import export_savedmodel
-    from eusr_perceptual.models.loading import GeneratorLoadError, SavedModelGenerator, load_generator
-    from eusr_perceptual.serving.warmup import MissingExtra
-
     paths = None if args.paths is None else [p.strip() for p in args.paths.split(",") if p.strip() not in ("", "none")]
-    try:
-        budget_flags = flag_overrides(args, RequestBudget)
-        if budget_flags and args.format != "savedmodel":
-            raise ValueError("--request-memory-mib and --max-pixels apply to --format savedmodel only")
-        budget = apply_changes(RequestBudget(), budget_flags)
-        model = load_generator(args.model)
-        if isinstance(model, SavedModelGenerator):
-            raise GeneratorLoadError(f"{args.model} is already a SavedModel; export from the .keras model")
-        if args.format != "savedmodel":
-            return _convert(model, args, paths)
-        target = export_savedmodel(model, args.out or Path("saved_models"), args.name, version=args.version, paths=paths,
-                                   tile=args.tile, overlap=args.overlap, warmup=not args.no_warmup, budget=budget)
-    except (FileNotFoundError, FileExistsError, GeneratorLoadError, ValueError, MissingExtra) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    budget_flags = flag_overrides(args, RequestBudget)
+    if budget_flags and args.format != "savedmodel":
+        raise UsageError("--request-memory-mib and --max-pixels apply to --format savedmodel only")
+    budget = apply_changes(RequestBudget(), budget_flags)
+    model = load_generator(args.model)
+    if isinstance(model, SavedModelGenerator):
+        raise GeneratorLoadError(f"{args.model} is already a SavedModel; export from the .keras model")
+    if args.format != "savedmodel":
+        return _convert(model, args, paths)
+    target = export_savedmodel(model, args.out or Path("saved_models"), args.name, version=args.version, paths=paths,
+                               tile=args.tile, overlap=args.overlap, warmup=not args.no_warmup, budget=budget)
     print(f"SavedModel written to {target}")
     for signature, limit in read_limits(target).items():
         print(f"{signature}: images up to {limit.max_pixels:,} pixels ({limit.basis})")

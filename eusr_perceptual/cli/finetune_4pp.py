@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 
 from eusr_perceptual.errors import UsageError
-from eusr_perceptual.cli.errors import reports_usage_errors
+from eusr_perceptual.cli.command import command
 from eusr_perceptual.cli.gan_flags import (add_gan_flags, config_changes, default_run_dir, export_name,
                                            gan_config_from_args, listed_presets, run_options)
 from eusr_perceptual.configs.presets import FOURPP_DEMO, FOURPP_PRESETS
@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@reports_usage_errors
+@command()
 def main(argv=None) -> int:
     args = parse_args(argv)
     if listed_presets(args, FOURPP_PRESETS):

@@ -3,7 +3,8 @@
 :func:`add_config_flags` makes one flag per field (``--learning-rate`` for ``learning_rate``;
 booleans as ``--name`` / ``--no-name``, with an optional short form; nested dataclasses
 flattened by field name); every flag defaults to None, "keep the preset's value".
-:func:`flag_overrides` reads back the ones given and :func:`config_from_flags` applies them.
+:func:`flag_overrides` reads back the ones given and :func:`config_from_flags` applies them;
+:func:`non_negative_int` is the argparse type of a size flag (``--tile``), checked at parse time.
 """
 
 from __future__ import annotations
@@ -100,3 +101,22 @@ def config_from_flags(args: argparse.Namespace, preset: C) -> C:
         raise
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from None
+
+
+def non_negative_int(text: str) -> int:
+    """argparse ``type=`` of a size (``--tile 0`` allowed, ``--tile -1`` an error at parse time)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=`` of a count that must be at least 1 (``--tile`` of a tiled signature)."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Mapping
@@ -117,8 +116,7 @@ def list_presets(presets: Mapping[str, GANConfig]) -> str:
 
 
 def listed_presets(args: argparse.Namespace, presets: Mapping[str, GANConfig]) -> bool:
-    """Sets up logging; prints the presets and returns True when ``--list-presets`` was given."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    """Prints the presets and returns True when ``--list-presets`` was given."""
     if args.list_presets:
         print(list_presets(presets))
     return args.list_presets

@@ -20,12 +20,14 @@ naming it, and nothing is written.
 
 from __future__ import annotations
 
+import logging
+
 import argparse
 import json
 import sys
 from pathlib import Path
 
-from eusr_perceptual.cli.errors import reports_usage_errors
+from eusr_perceptual.cli.command import command
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@reports_usage_errors
+@command(logging.WARNING)
 def main(argv=None) -> int:
     args = parse_args(argv)
     from eusr_perceptual.importers import import_network, save_imported

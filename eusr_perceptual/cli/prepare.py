@@ -23,7 +23,7 @@ import argparse
 import logging
 import sys
 
-from eusr_perceptual.cli.errors import reports_usage_errors
+from eusr_perceptual.cli.command import command
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,10 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-@reports_usage_errors
+@command(logging.WARNING)
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from eusr_perceptual.data.store import StoreSettings, open_store
     from eusr_perceptual.data.store_prepare import prepare_store
 

@@ -11,12 +11,11 @@ tensorboard/, and evaluation.md: PSNR/SSIM/NIQE against bicubic on held-out imag
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
 from eusr_perceptual.errors import UsageError
-from eusr_perceptual.cli.errors import reports_usage_errors
+from eusr_perceptual.cli.command import command
 from eusr_perceptual.cli.flags import add_config_flags, config_from_flags, flag_overrides
 from eusr_perceptual.configs.base import resumed_config
 from eusr_perceptual.configs.pretrain import PRETRAIN_PRESETS, PretrainConfig
@@ -48,10 +47,9 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
     return config_from_flags(args, PRETRAIN_PRESETS[args.preset])
 
 
-@reports_usage_errors
+@command()
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from eusr_perceptual.pipelines.pretrain_run import run_pretraining
 
     config = config_from_args(args)

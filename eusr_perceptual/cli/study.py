@@ -15,11 +15,10 @@ via each preset's --data default).
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from eusr_perceptual.errors import UsageError
-from eusr_perceptual.cli.errors import reports_usage_errors
+from eusr_perceptual.cli.command import command
 from eusr_perceptual.cli.gan_flags import default_run_dir
 
 
@@ -39,10 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@reports_usage_errors
+@command()
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from eusr_perceptual.pipelines.study import STUDIES, run_study
 
     if args.list or not args.presets:

@@ -24,7 +24,7 @@ import argparse
 from pathlib import Path
 
 from eusr_perceptual.errors import UsageError
-from eusr_perceptual.cli.errors import reports_usage_errors
+from eusr_perceptual.cli.command import command
 from eusr_perceptual.cli.gan_flags import (add_gan_flags, default_run_dir, export_name, gan_config_from_args,
                                            listed_presets, preset_config, resumed_gan_config, run_options)
 from eusr_perceptual.configs.demo import demo_version
@@ -72,7 +72,7 @@ def demo_stages(args: argparse.Namespace, run_dir: Path) -> list[tuple[str, GANC
     return [stage(f"[1/2] PSNR stage {config.psnr_stage}", psnr, run_dir / "psnr", shared), gan]
 
 
-@reports_usage_errors
+@command()
 def main(argv=None) -> int:
     args = parse_args(argv)
     if listed_presets(args, PRESETS):

@@ -30,7 +30,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from eusr_perceptual.errors import PathUsageError, UsageError
-from eusr_perceptual.cli.errors import non_negative_int, reports_usage_errors
+from eusr_perceptual.cli.command import command
+from eusr_perceptual.cli.flags import non_negative_int
 from eusr_perceptual.files import prepare_output_folder
 
 
@@ -111,10 +112,9 @@ def output_jobs(inputs: list[Path], out: Path, route: str) -> list[tuple[Path, P
     return jobs
 
 
-@reports_usage_errors
+@command(logging.WARNING)
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from PIL import Image
 
     from eusr_perceptual.data.images import UnreadableImageError, read_image

@@ -6,7 +6,7 @@ lists the scales it has a path for. :func:`load_generator` returns such an objec
 
 * a ``.keras`` file (``model.save``), e.g. ``<run_dir>/generator.keras``;
 * a run folder holding ``generator.keras`` (what the pretraining and fine-tuning scripts write);
-* a SavedModel folder written by :mod:`eusr_perceptual.export` (or a ``saved_models/<name>``
+* a SavedModel folder written by :mod:`eusr_perceptual.serving.savedmodel` (or a ``saved_models/<name>``
   folder of numbered versions, whose newest version is taken): its float32 signatures are
   wrapped by :class:`SavedModelGenerator`, which needs neither Keras nor the model's code but
   TensorFlow, imported when a SavedModel is loaded (a ``.keras`` file loads on any backend);

@@ -222,7 +222,7 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
     generator.save(Path(run_dir) / "generator.keras")
     exported = None
     if export_dir is not None:
-        from eusr_perceptual.export import export_savedmodel
+        from eusr_perceptual.serving.savedmodel import export_savedmodel
 
         exported = export_savedmodel(generator, export_dir, export_name)
     print(f"\nGenerator saved to {Path(run_dir) / 'generator.keras'}" + (f" and exported to {exported}" if exported else ""))

@@ -1,7 +1,7 @@
 """TFLite and ONNX files of a generator, each checked in its own runtime.
 
 Every route of the model (its scales and the multi-pass x4 routes it supports, as in
-:mod:`eusr_perceptual.export`) maps float32 ``images`` ``[batch, height, width, 3]`` in
+:mod:`eusr_perceptual.serving.savedmodel`) maps float32 ``images`` ``[batch, height, width, 3]`` in
 [0, 255] to the model's float32 output ``upscaled`` (unclipped, unrounded: the
 ``upscale_x<s>_float`` signature of the SavedModel), batch and size dynamic.
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Iterable
 
 from eusr_perceptual.configs.base import Config, ConfigError, setting
+from eusr_perceptual.errors import ValueUsageError
 
 __all__ = [
     "DECODE_BYTES",
@@ -127,11 +128,11 @@ def fitting_tile(tile: int, overlap: int, bytes_per_pixel: int, budget: RequestB
         ValueError: not even a 1-pixel tile fits (lower the overlap or raise the budget).
     """
     if tile < 1 or overlap < 0:
-        raise ValueError(f"tile must be >= 1 and overlap >= 0, got tile={tile}, overlap={overlap}")
+        raise ValueUsageError(f"tile must be >= 1 and overlap >= 0, got tile={tile}, overlap={overlap}")
     side = math.isqrt(int(TILE_SHARE * budget.bytes) // bytes_per_pixel)
     fitted = min(tile, side - 2 * overlap)
     if fitted < 1:
-        raise ValueError(
+        raise ValueUsageError(
             f"a tile with {overlap} pixels of overlap needs more than {TILE_SHARE:.0%} of the request budget of "
             f"{budget.request_memory_mib} MiB (an estimated {bytes_per_pixel:,} bytes per pixel): lower --overlap or raise "
             "--request-memory-mib"

@@ -19,6 +19,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import tensorflow as tf
 
+from eusr_perceptual.errors import UsageError
+
 __all__ = [
     "MAX_RECORDS",
     "WARMUP_FILE",
@@ -37,7 +39,7 @@ MAX_RECORDS = 1000
 WARMUP_SIZE = 32
 
 
-class MissingExtra(ImportError):
+class MissingExtra(UsageError, ImportError):
     """An optional dependency of the ``export`` extra is not installed."""
 
 

@@ -52,6 +52,7 @@ from typing import Iterable
 import numpy as np
 import tensorflow as tf
 
+from eusr_perceptual.errors import UsageError, ValueUsageError
 from eusr_perceptual.inference import MULTIPASS_ROUTES, route_factor, routes_of, run_route
 from eusr_perceptual.models.loading import float_signature_name
 from eusr_perceptual.resize import round_to_uint8_tf
@@ -66,12 +67,15 @@ __all__ = [
     "encoded_signature_names",
     "export_savedmodel",
     "exported_routes",
-    "halve_matlab_graph",
     "route_limits",
     "signature_names",
 ]
 
 log = logging.getLogger(__name__)
+
+
+class VersionExistsError(UsageError, FileExistsError):
+    """The SavedModel version folder exists already (TF Serving serves versions as written)."""
 
 
 def exported_routes(model, paths: Iterable[str] | None = None) -> tuple[str, ...]:
@@ -84,7 +88,7 @@ def exported_routes(model, paths: Iterable[str] | None = None) -> tuple[str, ...
     requested = tuple(r for r in available if r in MULTIPASS_ROUTES) if paths is None else tuple(paths)
     for route in requested:
         if route not in available:
-            raise ValueError(f"the model has no {route} route; it supports {', '.join(available)}")
+            raise ValueUsageError(f"the model has no {route} route; it supports {', '.join(available)}")
     multipass = tuple(dict.fromkeys(r for r in requested if r in MULTIPASS_ROUTES))
     return tuple(f"x{scale}" for scale in model.scales) + multipass
 
@@ -192,7 +196,7 @@ def export_savedmodel(
     version = _next_version(base) if version is None else int(version)
     target = base / str(version)
     if target.exists():
-        raise FileExistsError(f"{target} exists already; choose another version")
+        raise VersionExistsError(f"{target} exists already; choose another version")
 
     module = tf.Module()
     module.generator_variables = list(model.variables)

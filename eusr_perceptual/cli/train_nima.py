@@ -17,14 +17,16 @@ import logging
 import sys
 from pathlib import Path
 
-
-from eusr_perceptual.errors import UsageError
-from eusr_perceptual.cli.errors import reports_usage_errors
+from eusr_perceptual.cli.command import command
 from eusr_perceptual.cli.flags import add_config_flags, config_from_flags, flag_overrides
 from eusr_perceptual.configs.base import resumed_config
+from eusr_perceptual.errors import UsageError
 from eusr_perceptual.training import STRATEGIES
 from eusr_perceptual.training.strategy import make_strategy
 from nima.config import DATASETS, PRESETS, NimaConfig
+from nima.datasets import LAYOUTS, load_dataset
+from nima.evaluation import PAPER_RESULTS, format_table
+from nima.train import train_nima
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,41 +53,24 @@ def config_from_args(args: argparse.Namespace) -> NimaConfig:
     return config_from_flags(args, PRESETS[args.dataset])
 
 
-@reports_usage_errors
+@command()
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from nima.datasets import LAYOUTS, DatasetLayoutError, LabelFileError, load_dataset
-
     if args.data_dir is None:
-        print(f"--data-dir is required.\n{LAYOUTS[args.dataset].describe()}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("absl").setLevel(logging.WARNING)  # TensorFlow's checkpoint/SavedModel chatter
+        raise UsageError(f"--data-dir is required.\n{LAYOUTS[args.dataset].describe()}")
     strategy = make_strategy(args.strategy)  # first: a multi-worker strategy must precede every other TF op
-    try:
-        config = config_from_args(args)
-        data = load_dataset(config, args.data_dir)
-    except (DatasetLayoutError, LabelFileError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-    from nima.evaluation import PAPER_RESULTS, format_table
-    from nima.model import PretrainedWeightsUnavailable
-    from nima.train import train_nima
+    config = config_from_args(args)
+    data = load_dataset(config, args.data_dir)  # DatasetLayoutError, LabelFileError: usage errors
 
     run_dir = args.run_dir or Path("runs") / f"nima_{config.dataset}"
     logging.info(
         "%s: %d training and %d validation images (%d skipped so far); run folder %s",
         config.dataset, len(data.train), len(data.validation), data.report.count, run_dir,
     )
-    try:
-        result = train_nima(
-            config, data, run_dir, resume=args.resume, strategy=strategy,
-            tensorboard=not args.no_tensorboard, verbose=2 if args.quiet else "auto",
-        )
-    except (PretrainedWeightsUnavailable, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    result = train_nima(
+        config, data, run_dir, resume=args.resume, strategy=strategy,
+        tensorboard=not args.no_tensorboard, verbose=2 if args.quiet else "auto",
+    )  # missing ImageNet weights and an existing run folder are usage errors
 
     print()
     for phase in result.phases:
