@@ -2,7 +2,7 @@
 """x4 inference speed of every generator at paper size on each Keras backend (issue 23).
 
     python benchmarks/backends.py                      # every installed backend, 128 and 512 px LR, 3 precisions
-    python benchmarks/backends.py --reduced            # a CPU: 16 and 32 px LR, 1 timed call (< 5 min, 3 backends)
+    python benchmarks/backends.py --reduced            # a CPU: 16 and 32 px LR, EUSR x4 only, 3 timed calls (< 5 min, 3 backends)
     python benchmarks/backends.py --backends jax torch --json out.json --markdown out.md
 
 Needs keras, numpy, ``eusr_perceptual.models`` and one backend; TensorFlow is imported only
@@ -187,15 +187,15 @@ def main(argv=None) -> int:
     parser.add_argument("--networks", nargs="+", default=sorted({name for name, _ in ROUTES}))
     parser.add_argument("--eusr-routes", nargs="+", default=("x4", "x2x2", "x8down"), choices=("x4", "x2x2", "x8down"))
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, help="timed calls after the first (default 5; --reduced 1)")
+    parser.add_argument("--repeats", type=int, help="timed calls after the first (default 5; --reduced 3)")
     parser.add_argument("--reduced", action="store_true",
-                        help="a CPU run: LR sides 16 and 32, one timed call, EUSR's x4 route only")
+                        help="a CPU run: LR sides 16 and 32, three timed calls, EUSR's x4 route only")
     parser.add_argument("--json", type=Path, help="write every row and each backend's device here")
     parser.add_argument("--markdown", type=Path, help="write the table here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.sizes = args.sizes or (REDUCED_SIZES if args.reduced else PAPER_SIZES)
-    args.repeats = args.repeats or (1 if args.reduced else 5)
+    args.repeats = args.repeats or (3 if args.reduced else 5)
     if args.reduced and args.eusr_routes == parser.get_default("eusr_routes"):
         args.eusr_routes = ("x4",)
     if args.worker:
