@@ -63,7 +63,7 @@ def methods_for(args: argparse.Namespace, dataset: str) -> list:
     """``(published name, Method)`` for every source given (results only for their dataset)."""
     from eusr_perceptual.evaluation.results import ResultFolder
     from eusr_perceptual.evaluation.runner import Method
-    from eusr_perceptual.models.loading import load_generator
+    from eusr_perceptual.loading import load_generator
 
     methods = [("bicubic", Method("bicubic"))]
     if args.fourpp:

@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     from eusr_perceptual.serving.savedmodel import export_savedmodel
-    from eusr_perceptual.models.loading import load_generator
+    from eusr_perceptual.loading import load_generator
     from eusr_perceptual.serving.limits import RequestBudget, read_limits
 
     results = []

@@ -187,7 +187,7 @@ model.build()
 lr = np.random.default_rng(0).uniform(0, 255, (1, 4, 6, 3)).astype("float32")
 out = keras.ops.convert_to_numpy(model(lr, scale=2))
 model.save("{path}")
-from eusr_perceptual.models.loading import load_generator
+from eusr_perceptual.loading import load_generator
 again = keras.ops.convert_to_numpy(load_generator("{path}")(lr, scale=2))
 assert out.shape == (1, 8, 12, 3) and np.array_equal(out, again), (out.shape, np.abs(out - again).max())
 assert "tensorflow" not in sys.modules

@@ -20,7 +20,7 @@ from eusr_perceptual.serving.graph_resize import halve_matlab_graph
 from eusr_perceptual.serving.savedmodel import export_savedmodel
 from eusr_perceptual.inference import run_route
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
-from eusr_perceptual.models.loading import SavedModelGenerator, load_generator
+from eusr_perceptual.loading import SavedModelGenerator, load_generator
 from eusr_perceptual.resize import imresize_tf, round_to_uint8_tf
 from eusr_perceptual.serving import rest
 from eusr_perceptual.serving.limits import DECODE_BYTES, read_limits

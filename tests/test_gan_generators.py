@@ -10,7 +10,7 @@ import tensorflow as tf
 from eusr_perceptual.serving.savedmodel import export_savedmodel
 from eusr_perceptual.models.common import upsample_factors
 from eusr_perceptual.models.eusr import EUSR
-from eusr_perceptual.models.loading import load_generator
+from eusr_perceptual.loading import load_generator
 from eusr_perceptual.models.registry import build_network, registered_networks
 from eusr_perceptual.models.rrdbnet import RRDB, RRDBNet, ResidualDenseBlock
 from eusr_perceptual.models.srresnet import AFM_RGB_MEAN, AFMSRResNet, MSRResNet, SRResNet

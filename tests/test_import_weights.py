@@ -27,7 +27,8 @@ from eusr_perceptual.importers.pytorch import import_state_dict
 from eusr_perceptual.importers.tf1_graph import OUTPUT_NODE
 from eusr_perceptual.importers.torch_files import read_torch_state_dict
 from eusr_perceptual.models.eusr import EUSRConfig
-from eusr_perceptual.models.loading import PROVENANCE_ENTRY, check_model_path, load_generator
+from eusr_perceptual.importers import PROVENANCE_ENTRY
+from eusr_perceptual.loading import check_model_path, load_generator
 from eusr_perceptual.models.multipass import halve
 from eusr_perceptual.resize import imresize_tf
 

@@ -20,15 +20,8 @@ import numpy as np
 import pytest
 
 from eusr_perceptual.metrics.lpips import BACKBONE_CONVS, CHANNELS, LPIPSUnavailable, build_backbone, load_lpips
-from eusr_perceptual.metrics.lpips_weights import (
-    MAX_ELEMENTS,
-    MAX_EXPANSION,
-    TORCHVISION_FEATURE_INDICES,
-    TorchFileError,
-    convert_lpips_weights,
-    read_torch_state_dict,
-    save_lpips_weights,
-)
+from eusr_perceptual.importers.lpips import TORCHVISION_FEATURE_INDICES, convert_lpips_weights, save_lpips_weights
+from eusr_perceptual.importers.torch_files import MAX_ELEMENTS, MAX_EXPANSION, TorchFileError, read_torch_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 

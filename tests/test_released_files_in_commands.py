@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from eusr_perceptual.configs.presets import FOURPP_EUSR, PRESETS
-from eusr_perceptual.models.loading import load_generator
+from eusr_perceptual.loading import load_generator
 from eusr_perceptual.pipelines.gan_run import build_generator, check_inputs
 
 DATA = Path(__file__).parent / "data"

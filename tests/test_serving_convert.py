@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
-from eusr_perceptual.models.loading import float_signature_name
+from eusr_perceptual.loading import float_signature_name
 from eusr_perceptual.serving import convert
 from eusr_perceptual.serving.warmup import MissingExtra
 

@@ -20,7 +20,7 @@ from eusr_perceptual.inference import (
     upscale_image,
 )
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
-from eusr_perceptual.models.loading import GeneratorLoadError, load_generator
+from eusr_perceptual.loading import GeneratorLoadError, load_generator
 from eusr_perceptual.resize import imresize, round_to_uint8_tf, to_uint8_matlab
 
 REPO = Path(__file__).resolve().parents[1]

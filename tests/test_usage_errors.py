@@ -13,7 +13,7 @@ from eusr_perceptual.data.images import EmptySourceError
 from eusr_perceptual.data.samplers import load_training_images
 from eusr_perceptual.serving.savedmodel import CHANNELS_MESSAGE, export_savedmodel
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
-from eusr_perceptual.models.loading import GeneratorLoadError, check_model_path, load_generator
+from eusr_perceptual.loading import GeneratorLoadError, check_model_path, load_generator
 
 
 @pytest.fixture(scope="module")

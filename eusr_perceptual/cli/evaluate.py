@@ -78,7 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def model_specs(args: argparse.Namespace) -> list[tuple[str, str]]:
     """``(label, path)`` per --model (path ``"bicubic"`` for the baseline), each model path
     checked (exists, can hold a model) without loading anything."""
-    from eusr_perceptual.models.loading import check_model_path
+    from eusr_perceptual.loading import check_model_path
 
     from eusr_perceptual.data.images import check_folder
     from eusr_perceptual.evaluation.results import RESULTS_PREFIX
@@ -98,7 +98,7 @@ def build_methods(args: argparse.Namespace, specs: list[tuple[str, str]]) -> lis
     """One Method per (model, route); bicubic once."""
     from eusr_perceptual.evaluation.results import RESULTS_PREFIX, ResultFolder
     from eusr_perceptual.evaluation.runner import Method
-    from eusr_perceptual.models.loading import load_generator
+    from eusr_perceptual.loading import load_generator
 
     routes = [f"x{args.scale}"] if args.routes is None else [r.strip() for r in args.routes.split(",") if r.strip()]
     if args.routes is not None and args.scale != 4:

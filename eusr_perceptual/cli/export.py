@@ -36,7 +36,7 @@ from eusr_perceptual.cli.command import command
 from eusr_perceptual.cli.flags import add_config_flags, flag_overrides, non_negative_int, positive_int
 from eusr_perceptual.configs.base import apply_changes
 from eusr_perceptual.errors import UsageError
-from eusr_perceptual.models.loading import GeneratorLoadError, SavedModelGenerator, float_signature_name, load_generator
+from eusr_perceptual.loading import GeneratorLoadError, SavedModelGenerator, float_signature_name, load_generator
 from eusr_perceptual.serving import convert
 from eusr_perceptual.serving.limits import RequestBudget, read_limits
 from eusr_perceptual.serving.savedmodel import export_savedmodel, exported_routes

@@ -119,7 +119,7 @@ def main(argv=None) -> int:
 
     from eusr_perceptual.data.images import UnreadableImageError, read_image
     from eusr_perceptual.inference import check_route, make_tile_function, upscale_decoded
-    from eusr_perceptual.models.loading import check_model_path, load_generator
+    from eusr_perceptual.loading import check_model_path, load_generator
 
     route = args.route or f"x{args.scale or 4}"
     check_model_path(args.model)

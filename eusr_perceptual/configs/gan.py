@@ -18,6 +18,11 @@ from eusr_perceptual.resize import RESIZE_CONVENTIONS as LR_CONVENTIONS
 
 #: Update orders of the adversarial step (:class:`~eusr_perceptual.training.gan.Schedule`).
 ORDERS = ("d_first", "g_first", "simultaneous")
+#: How the discriminator sees HR and SR when both are needed: "separate" calls, each batch
+#: normalised by its own BatchNorm statistics (BasicSR's ESRGAN/SRGAN models, the DP and AFM
+#: code, the 4PP-EUSR code), or one "concatenated" call on [HR; SR] (the same result for a
+#: discriminator without BatchNorm, in one call; no reference does it for one with BatchNorm).
+D_BATCHES = ("separate", "concatenated")
 
 PRODUCERS = ("single", "multipass")
 BACKBONE_WEIGHTS = ("imagenet", "none")
@@ -53,6 +58,8 @@ class GANConfig(Config):
     order: str = setting("d_first", "update order: d_first, g_first (BasicSR) or simultaneous", choices=ORDERS)
     d_steps: int = setting(1, "discriminator updates per generator update")
     d_warmup: int = setting(0, "initial steps that train only the discriminator")
+    d_batches: str = setting("separate", "D on HR and SR: separate calls (BatchNorm per batch) or one concatenated call",
+                             choices=D_BATCHES)
     ema_decay: float = setting(0.0, "generator EMA decay for evaluation and export (0: off)")
     # Frozen networks some terms use.
     aesthetic: str = setting("", "aesthetic (AVA) NIMA predictor, .keras or SavedModel (4PP-EUSR l_as, l_ar)")

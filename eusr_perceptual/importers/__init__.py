@@ -10,9 +10,9 @@
 :func:`import_network` picks the importer by the file (``.pb``: a graph; ``.pth``, ``.pt`` or
 any torch zip/legacy file: a state dict) and returns an :class:`Imported` network with its
 provenance (file name, sha256, format, key). :func:`save_imported` writes it as a ``.keras``
-file that :func:`~eusr_perceptual.models.loading.load_generator` (generators) or
+file that :func:`~eusr_perceptual.loading.load_generator` (generators) or
 ``keras.models.load_model`` (discriminators) reads back, the provenance as the archive entry
-:data:`~eusr_perceptual.models.loading.PROVENANCE_ENTRY`. ``load_generator`` also takes a
+:data:`PROVENANCE_ENTRY`. ``load_generator`` also takes a
 released file itself and converts it in memory with :func:`import_network`.
 """
 
@@ -35,6 +35,8 @@ __all__ = ["ARCHES", "GRAPH_SUFFIXES", "IMPORTABLE_SUFFIXES", "Imported", "Weigh
 GRAPH_SUFFIXES = (".pb",)
 TORCH_SUFFIXES = (".pth", ".pt")
 IMPORTABLE_SUFFIXES = GRAPH_SUFFIXES + TORCH_SUFFIXES
+#: The entry of an imported ``.keras`` archive that records where its weights came from.
+PROVENANCE_ENTRY = "provenance.json"
 #: What ``--arch`` may name: the graphs hold an EUSR, the state dicts the rest.
 ARCHES = ("eusr", "rrdbnet", "msrresnet", "vgg_style")
 GRAPH_FORMAT = "tf1_frozen_graph"
@@ -106,8 +108,6 @@ def import_network(path: str | Path, arch: str | None = None, scale: int | None 
 def save_imported(imported: Imported, out: str | Path) -> Path:
     """Writes ``imported`` as the ``.keras`` file ``out`` with its provenance entry, atomically
     (a temporary file in the same folder, renamed once complete)."""
-    from eusr_perceptual.models.loading import PROVENANCE_ENTRY
-
     out = Path(out)
     if out.suffix != ".keras":
         raise PathUsageError(f"--out {out} must end with .keras")

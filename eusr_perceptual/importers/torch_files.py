@@ -4,7 +4,7 @@
 torch >= 1.6 and the legacy pickle stream of older files, e.g. the LPIPS weights and
 ESRGAN's ``RRDB_ESRGAN_x4.pth``) for the dense tensors a state dict holds, and BasicSR's
 wrapping of state dicts in a dict (``{"params": ..., "params_ema": ...}``). The LPIPS
-converter (:mod:`eusr_perceptual.metrics.lpips_weights`) and the weights importers
+converter (:mod:`eusr_perceptual.importers.lpips`) and the weights importers
 (:mod:`eusr_perceptual.importers.pytorch`) both read through it.
 
 A weights file is untrusted input. Every pickle in it (the legacy format's header pickles,

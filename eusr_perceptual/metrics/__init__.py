@@ -3,7 +3,7 @@
 * :mod:`~eusr_perceptual.metrics.fidelity`: PSNR and SSIM on MATLAB's Y channel with border crop
   (numpy and TF), equal to BasicSR's;
 * :mod:`~eusr_perceptual.metrics.niqe`: NIQE with MATLAB's pristine model;
-* :mod:`~eusr_perceptual.metrics.lpips` and :mod:`~eusr_perceptual.metrics.lpips_weights`: LPIPS
+* :mod:`~eusr_perceptual.metrics.lpips` and :mod:`~eusr_perceptual.importers.lpips`: LPIPS
   and the conversion of its published PyTorch weights;
 * :mod:`~eusr_perceptual.metrics.vif`: pixel-domain VIF.
 """

@@ -62,7 +62,7 @@ def check_inputs(config: GANConfig) -> None:
     """Fails before any data is loaded, naming the command that makes each missing input, and
     refusing a path that cannot hold a model (an image, a folder without one) in one line; warns
     when a two-stage preset's GAN stage starts from random weights."""
-    from eusr_perceptual.models.loading import check_model_path
+    from eusr_perceptual.loading import check_model_path
 
     if needs_psnr_stage(config):
         log.warning("the preset's paper starts this GAN stage from its PSNR stage %s; without --init-from it "
@@ -81,7 +81,7 @@ def check_inputs(config: GANConfig) -> None:
 
 def load_trainable_generator(path: str) -> keras.Model:
     """A Keras generator from a ``.keras`` file or a run folder (SavedModels cannot train)."""
-    from eusr_perceptual.models.loading import load_generator
+    from eusr_perceptual.loading import load_generator
 
     generator = load_generator(path)
     if not isinstance(generator, keras.Model):

@@ -41,7 +41,7 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from eusr_perceptual.inference import routes_of, run_route
-from eusr_perceptual.models.loading import float_signature_name
+from eusr_perceptual.loading import float_signature_name
 from eusr_perceptual.serving.graph_resize import halve_matlab_graph
 from eusr_perceptual.serving.warmup import MissingExtra
 

@@ -54,7 +54,7 @@ import tensorflow as tf
 
 from eusr_perceptual.errors import UsageError, ValueUsageError
 from eusr_perceptual.inference import MULTIPASS_ROUTES, route_factor, routes_of, run_route
-from eusr_perceptual.models.loading import float_signature_name
+from eusr_perceptual.loading import float_signature_name
 from eusr_perceptual.resize import round_to_uint8_tf
 from eusr_perceptual.serving.codec import IMAGES_BYTES, UPSCALED_BYTES, encoded_images_spec, upscale_encoded
 from eusr_perceptual.serving.graph_resize import halve_matlab_graph

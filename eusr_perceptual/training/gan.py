@@ -21,7 +21,15 @@ Order of operations per step (``d_steps`` = k):
   against the updated D on the same SR (D re-evaluated on SR).
 * ``g_first``: SR from G; the G update against the current D; k D updates on the same SR,
   gradient-stopped (BasicSR reuses the pre-update output).
-* ``simultaneous``: one forward pass, D(HR), D(SR); both losses from it; D then G applied.
+* ``simultaneous``: one forward pass, D(HR), D(SR) (with the feature maps when a term needs
+  them); both losses from it; D then G applied: the G step uses D's outputs from before the
+  D update (the 4PP-EUSR and AFM authors' code).
+
+D sees HR and SR in separate calls (``d_batches="separate"``), so that BatchNorm normalises
+each batch with its own statistics, as BasicSR (``net_d(gt)``, ``net_d(output)``), the DP code
+and the AFM code do; ``"concatenated"`` is one call on ``[HR; SR]`` (equal for a D without
+BatchNorm). The same holds for the G step's D features and, when an objective needs both,
+its logits.
 
 Logs: ``loss`` (the weighted generator sum), each term under its name (unweighted), and
 ``d_loss``, ``d_real``, ``d_fake`` (mean probability, or mean critic value for WGANs) and the
@@ -39,7 +47,7 @@ from typing import Any, Iterable, Mapping
 import keras
 import tensorflow as tf
 
-from eusr_perceptual.configs.gan import ORDERS
+from eusr_perceptual.configs.gan import D_BATCHES, ORDERS
 from eusr_perceptual.losses.adversarial import AdversarialObjective, AdversarialTerm
 from eusr_perceptual.losses.registry import LossTerm, Resources, build_terms
 from eusr_perceptual.models.registry import with_features
@@ -57,10 +65,13 @@ class Schedule:
     d_steps: int = 1
     d_warmup: int = 0
     ema_decay: float | None = None
+    d_batches: str = "separate"
 
     def __post_init__(self):
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
+        if self.d_batches not in D_BATCHES:
+            raise ValueError(f"d_batches must be one of {D_BATCHES}, got {self.d_batches!r}")
         if self.d_steps < 1 or self.d_warmup < 0:
             raise ValueError("d_steps must be >= 1 and d_warmup >= 0")
         if self.order == "simultaneous" and self.d_steps != 1:
@@ -255,10 +266,15 @@ class GANTrainer(keras.Model):
     def _simultaneous_step(self, lr, hr):
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             sr = self.producer(self.generator, lr, training=True)
-            real, fake = self._discriminate_pair(hr, sr)
+            features = self.feature_discriminator is not None
+            real, fake = self._discriminate_pair(hr, sr, features)
+            known = {}
+            if features:
+                (real, real_maps), (fake, fake_maps) = real, fake
+                known["features"] = (fake_maps, [tf.stop_gradient(m) for m in real_maps])
             d_values = self._discriminator_values(real, fake, hr, sr)
             terms = self._generator_terms(self._context(lr, hr, sr, real_logits=tf.stop_gradient(real),
-                                                        fake_logits=fake))
+                                                        fake_logits=fake, **known))
         minimize(self.d_optimizer, d_values["d_loss"], d_tape, self.discriminator.trainable_variables)
         self.objective.after_discriminator_update(self.discriminator)
         self._apply_generator(terms["loss"], g_tape)
@@ -295,7 +311,8 @@ class GANTrainer(keras.Model):
 
     def _context(self, lr, hr, sr, **known) -> StepContext:
         return StepContext(lr, hr, sr, self._discriminate if self.discriminator is not None else None,
-                           step=self.step_counter, repeats=self.producer.repeats, **known)
+                           step=self.step_counter, repeats=self.producer.repeats,
+                           discriminate_pair=self._discriminate_pair, **known)
 
     def _discriminate(self, images, features: bool):
         if features:
@@ -303,11 +320,17 @@ class GANTrainer(keras.Model):
             return logits, maps
         return self.discriminator(images, training=True)
 
-    def _discriminate_pair(self, hr, sr) -> tuple[tf.Tensor, tf.Tensor]:
-        """Logits of HR and SR from one discriminator call."""
-        logits = self.discriminator(tf.concat([hr, sr], axis=0), training=True)
+    def _discriminate_pair(self, hr, sr, features: bool = False) -> tuple[Any, Any]:
+        """D's view of HR and of SR: logits, or ``(logits, maps)`` with ``features``; two calls
+        or one on ``[HR; SR]``, as ``schedule.d_batches`` says (module docstring)."""
+        if self.schedule.d_batches == "separate":
+            return self._discriminate(hr, features), self._discriminate(sr, features)
+        both = self._discriminate(tf.concat([hr, sr], axis=0), features)
         count = tf.shape(hr)[0]
-        return logits[:count], logits[count:]
+        if not features:
+            return both[:count], both[count:]
+        logits, maps = both
+        return ((logits[:count], [m[:count] for m in maps]), (logits[count:], [m[count:] for m in maps]))
 
     def _discriminator_values(self, real, fake, hr=None, sr=None) -> dict[str, tf.Tensor]:
         loss = self.objective.d_loss(real, fake)

@@ -1,4 +1,4 @@
-"""Converting the published LPIPS weights (PyTorch) into the ``.npz`` :mod:`..lpips` loads.
+"""Converting the published LPIPS weights (PyTorch) into the ``.npz`` :mod:`eusr_perceptual.metrics.lpips` loads.
 
 Two PyTorch files are needed: LPIPS's linear layers (``weights/v0.1/alex.pth`` or
 ``vgg.pth`` of github.com/richzhang/PerceptualSimilarity, also inside the ``lpips`` wheel on
@@ -21,19 +21,7 @@ from typing import Mapping
 import numpy as np
 
 from eusr_perceptual.errors import ValueUsageError
-from eusr_perceptual.importers.torch_files import MAX_ELEMENTS, MAX_EXPANSION, TorchFileError, read_torch_state_dict
 from eusr_perceptual.metrics.lpips import BACKBONE_CONVS, CHANNELS
-
-# The reader's names stay importable from here (the converter's public API before the move).
-__all__ = [
-    "MAX_ELEMENTS",
-    "MAX_EXPANSION",
-    "TORCHVISION_FEATURE_INDICES",
-    "TorchFileError",
-    "convert_lpips_weights",
-    "read_torch_state_dict",
-    "save_lpips_weights",
-]
 
 #: Index of each convolution in torchvision's ``<net>.features`` (the state-dict keys).
 TORCHVISION_FEATURE_INDICES = {

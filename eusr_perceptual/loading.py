@@ -15,7 +15,7 @@ lists the scales it has a path for. :func:`load_generator` returns such an objec
 
 Every generator loaded from a released file, or from a ``.keras`` file that
 ``eusr-import-weights`` wrote, has a ``provenance`` dict (source file name, sha256, format,
-key), kept in the ``.keras`` archive as the entry :data:`PROVENANCE_ENTRY`; other models have
+key), kept in the ``.keras`` archive as the entry :data:`~eusr_perceptual.importers.PROVENANCE_ENTRY`; other models have
 ``provenance = None``.
 
 :func:`check_model_path` answers, cheaply and before any data is loaded, whether a path can
@@ -34,13 +34,12 @@ import zlib
 from pathlib import Path
 
 from eusr_perceptual.errors import PathUsageError, ValueUsageError
+from eusr_perceptual.importers import IMPORTABLE_SUFFIXES, PROVENANCE_ENTRY, import_network, is_importable
 
-__all__ = ["PROVENANCE_ENTRY", "GeneratorLoadError", "SavedModelGenerator", "check_model_path", "float_signature_name",
+__all__ = ["GeneratorLoadError", "SavedModelGenerator", "check_model_path", "float_signature_name",
            "load_generator", "read_provenance"]
 
 RUN_GENERATOR_FILE = "generator.keras"
-#: The ``.keras`` archive entry (JSON) recording the released file a model was imported from.
-PROVENANCE_ENTRY = "provenance.json"
 
 
 class GeneratorLoadError(ValueUsageError):
@@ -158,8 +157,6 @@ def check_model_path(path: str | Path, what: str = "model", run_file: str | None
         raise PathUsageError(f"{what} not found: {path}")
     accepted = f"a .keras file, a run folder with {run_file}, or a SavedModel folder" if run_file else "a .keras file or a SavedModel folder"
     if path.is_file():
-        from eusr_perceptual.importers import IMPORTABLE_SUFFIXES, is_importable
-
         if run_file and is_importable(path):
             return path
         if run_file:
@@ -190,8 +187,6 @@ def load_generator(path: str | Path, what: str = "model"):
     """
     target = check_model_path(path, what)
     if target.is_file() and target.suffix != ".keras":
-        from eusr_perceptual.importers import import_network
-
         imported = import_network(target)
         if not hasattr(imported.model, "scales"):
             raise GeneratorLoadError(f"{what} {path} holds a {imported.provenance['arch']} discriminator, not a generator")
