@@ -22,7 +22,12 @@ def test_mixed_precision_scales_each_loss_and_stays_finite(name):
     assert trainer.generator.compute_dtype == trainer.discriminator.compute_dtype == "float16"
     history = assert_short_run_changes_only_g_and_d(trainer, make_dataset(config.patch_size, config.hr_size)(0))
     assert {"d_loss", "d_real", "d_fake", *(spec.name for spec in config.active_terms)} <= set(history)
-    assert int(trainer.optimizer.inner_optimizer.iterations) == int(trainer.d_optimizer.inner_optimizer.iterations) == 2
+    # Each of the 2 steps is applied, or skipped for an overflow with the loss scale halved (D's
+    # BatchNorm on the SR batch alone can overflow float16 at the initial scale of 2**15).
+    for optimizer in (trainer.optimizer, trainer.d_optimizer):
+        skipped = round(np.log2(2.0 ** 15 / float(optimizer.dynamic_scale)))
+        assert int(optimizer.inner_optimizer.iterations) + skipped == 2
+    assert int(trainer.optimizer.inner_optimizer.iterations) >= 1 and int(trainer.d_optimizer.inner_optimizer.iterations) >= 1
 
 
 def test_esrgan_under_mirrored_strategy_gives_the_single_device_result(two_cpu_strategy):

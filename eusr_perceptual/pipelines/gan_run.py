@@ -137,7 +137,8 @@ def build_gan_trainer(config: GANConfig, *, generator: keras.Model | None = None
             shared[name] = load_predictor(path)
     trainer = GANTrainer(
         generator, discriminator, make_producer(config.producer, config.scale, config.downscale), objective,
-        config.terms, Schedule(config.order, config.d_steps, config.d_warmup, config.ema_decay or None),
+        config.terms, Schedule(config.order, config.d_steps, config.d_warmup, config.ema_decay or None,
+                               config.d_batches),
         resources=shared, backbone_weights=None if config.backbone_weights == "none" else config.backbone_weights,
     )
     trainer.compile(g_optimizer=gan_optimizer(config, config.g_learning_rate),

@@ -27,6 +27,11 @@ class StepContext:
         real_logits: logits of HR already computed this step (e.g. by the simultaneous step),
             or None to compute on request.
         fake_logits: the same for SR.
+        features: ``(fake maps, real maps)`` already computed this step, the real ones
+            constants, or None to compute on request.
+        discriminate_pair: ``discriminate_pair(hr, sr, features: bool)`` -> (HR's, SR's) result
+            of ``discriminate``, in separate calls or one, as the trainer's schedule says; used
+            whenever both batches are needed.
         step: the global step (int64 tensor).
 
         repeats: how many upscalings of each image ``sr`` holds (3 for 4PP-EUSR).
@@ -35,15 +40,14 @@ class StepContext:
     """
 
     def __init__(self, lr, hr, sr, discriminate: Callable[..., Any] | None, *, real_logits=None, fake_logits=None,
-                 step=None, repeats: int = 1):
+                 features=None, discriminate_pair: Callable[..., Any] | None = None, step=None, repeats: int = 1):
         self.lr, self.hr_batch, self.sr, self.step, self.repeats = lr, hr, sr, step, repeats
         self.hr = hr if repeats == 1 else tf.tile(hr, [repeats, 1, 1, 1])
-        self._discriminate = discriminate
+        self._discriminate, self._discriminate_pair = discriminate, discriminate_pair
         self._cache: dict[str, Any] = {}
-        if real_logits is not None:
-            self._cache["real_logits"] = real_logits
-        if fake_logits is not None:
-            self._cache["fake_logits"] = fake_logits
+        for key, value in (("real_logits", real_logits), ("fake_logits", fake_logits), ("features", features)):
+            if value is not None:
+                self._cache[key] = value
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per step under ``key`` (shared by every term that asks)."""
@@ -51,10 +55,12 @@ class StepContext:
             self._cache[key] = compute()
         return self._cache[key]
 
-    def _need_discriminator(self):
+    def _need_discriminator(self, pair: bool = False):
         if self._discriminate is None:
             raise ValueError("this loss term needs the discriminator, and the trainer has none")
-        return self._discriminate
+        if pair and self._discriminate_pair is None:
+            return lambda hr, sr, features: (self._discriminate(hr, features), self._discriminate(sr, features))
+        return self._discriminate_pair if pair else self._discriminate
 
     @property
     def fake_logits(self) -> tf.Tensor:
@@ -67,11 +73,11 @@ class StepContext:
 
     def _features(self):
         def compute():
-            count = tf.shape(self.sr)[0]
-            logits, features = self._need_discriminator()(tf.concat([self.sr, self.hr], axis=0), True)
-            self._cache.setdefault("fake_logits", logits[:count])
-            self._cache.setdefault("real_logits", tf.stop_gradient(logits[count:]))
-            return ([f[:count] for f in features], [tf.stop_gradient(f[count:]) for f in features])
+            (real_logits, real_maps), (fake_logits, fake_maps) = self._need_discriminator(pair=True)(
+                self.hr, self.sr, True)
+            self._cache.setdefault("fake_logits", fake_logits)
+            self._cache.setdefault("real_logits", tf.stop_gradient(real_logits))
+            return fake_maps, [tf.stop_gradient(m) for m in real_maps]
         return self.cached("features", compute)
 
     @property

@@ -28,8 +28,8 @@ Order of operations per step (``d_steps`` = k):
 D sees HR and SR in separate calls (``d_batches="separate"``), so that BatchNorm normalises
 each batch with its own statistics, as BasicSR (``net_d(gt)``, ``net_d(output)``), the DP code
 and the AFM code do; ``"concatenated"`` is one call on ``[HR; SR]`` (equal for a D without
-BatchNorm). The same holds for the G step's D features and, when an objective needs both,
-its logits.
+BatchNorm). The same holds for the G step's D features of SR and HR; its logits of SR and of
+HR (relativistic objectives) are separate calls in either mode.
 
 Logs: ``loss`` (the weighted generator sum), each term under its name (unweighted), and
 ``d_loss``, ``d_real``, ``d_fake`` (mean probability, or mean critic value for WGANs) and the

@@ -1,0 +1,65 @@
+"""The GAN family against its papers and reference code (issue 21): the discriminator's
+BatchNorm batches, the loss forms and scales of the Ledig, Pan and AFM presets, and seeded
+runs that reproduce."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from eusr_perceptual.configs.presets import PRESETS
+from eusr_perceptual.pipelines.gan_run import build_gan_trainer
+from eusr_perceptual.models.registry import with_features
+from helpers import make_dataset, snapshot, tiny_preset
+
+
+def tiny_trainer(preset: str, **changes):
+    config = tiny_preset(PRESETS[preset]).replace(jit_compile=False, **changes)
+    return config, build_gan_trainer(config)
+
+
+def batch_norm_layers(model) -> int:
+    return sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+
+
+def test_a_discriminator_with_batchnorm_sees_hr_and_sr_in_separate_calls():
+    """Item 1: BasicSR's D step is BCE(D(HR), 1) + BCE(D(SR), 0) from two calls, so BatchNorm
+    normalises each batch alone. The trainer's D update equals that step computed by hand, and
+    a concatenated [HR; SR] call (the old step, now d_batches="concatenated") gives another D."""
+    config, trainer = tiny_trainer("msrgan")
+    assert batch_norm_layers(trainer.discriminator) > 0  # the premise: BN makes the batching matter
+    lr, hr = next(iter(make_dataset(config.patch_size, config.hr_size)(0)))
+    sr = trainer.generator(lr, scale=config.scale)
+    trainer._discriminator_updates(hr, sr)
+    separate = snapshot({"d": trainer.discriminator})["d"]
+
+    _, by_hand = tiny_trainer("msrgan")
+    d = by_hand.discriminator
+    with tf.GradientTape() as tape:
+        real, fake = d(hr, training=True), d(sr, training=True)
+        loss = (tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(real), real))
+                + tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.zeros_like(fake), fake)))
+    by_hand.d_optimizer.apply(tape.gradient(loss, d.trainable_variables), d.trainable_variables)
+    for got, expected in zip(separate, snapshot({"d": d})["d"]):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+    _, joint = tiny_trainer("msrgan", d_batches="concatenated")
+    joint._discriminator_updates(hr, sr)
+    concatenated = snapshot({"d": joint.discriminator})["d"]
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(separate, concatenated)) > 1e-4
+
+
+def test_the_generator_step_reads_d_features_of_sr_alone():
+    """Item 1 for the G step: AFM's content loss compares D's maps of SR and of HR, each from its
+    own call (the AFM code's ``model_D(target)``, ``model_D(output)``)."""
+    config, trainer = tiny_trainer("afm_pca")
+    assert batch_norm_layers(trainer.discriminator) > 0
+    lr, hr = next(iter(make_dataset(config.patch_size, config.hr_size)(0)))
+    sr = trainer.generator(lr, scale=config.scale)
+    context = trainer._context(lr, tf.cast(hr, tf.float32), sr)
+    features = with_features(trainer.discriminator)
+    alone = features(sr, training=True)[1:]
+    concatenated = [m[:2] for m in features(tf.concat([sr, tf.cast(hr, tf.float32)], 0), training=True)[1:]]
+    for got, expected, joint in zip(context.fake_features, alone, concatenated):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(context.fake_features[1:], concatenated[1:])) > 1e-3
