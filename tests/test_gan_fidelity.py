@@ -8,8 +8,11 @@ import pytest
 import tensorflow as tf
 
 from eusr_perceptual.configs.presets import PRESETS
+from eusr_perceptual.losses.pixel import MSE
+from eusr_perceptual.losses.registry import Resources
 from eusr_perceptual.pipelines.gan_run import build_gan_trainer
 from eusr_perceptual.models.registry import with_features
+from eusr_perceptual.training.context import StepContext
 from helpers import make_dataset, snapshot, tiny_preset
 
 
@@ -63,3 +66,20 @@ def test_the_generator_step_reads_d_features_of_sr_alone():
     for got, expected, joint in zip(context.fake_features, alone, concatenated):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     assert max(float(np.max(np.abs(a - b))) for a, b in zip(context.fake_features[1:], concatenated[1:])) > 1e-3
+
+
+@pytest.mark.parametrize("preset", ["srresnet_mse", "srgan_mse"])
+def test_ledig_mse_is_on_minus_one_to_one(preset):
+    """Item 2: Ledig et al. section 3.2 compute the MSE on [-1, 1], i.e. mean(((SR - HR) /
+    127.5)^2), 4x the [0, 1] MSE; the VGG presets keep their 1/12.75 feature rescaling."""
+    config = PRESETS[preset]
+    (spec,) = [spec for spec in config.terms if spec.kind == "mse"]
+    term = MSE(spec.name, spec.weight, Resources(), **{k: v for k, v in spec.options.items() if k != "name"})
+    rng = np.random.default_rng(3)
+    sr, hr = (rng.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32) for _ in range(2))
+    by_hand = np.mean(((sr.astype(np.float64) / 127.5 - 1) - (hr.astype(np.float64) / 127.5 - 1)) ** 2)
+    value = float(term(StepContext(None, tf.constant(hr), tf.constant(sr), None)))
+    assert value == pytest.approx(by_hand, rel=1e-5)
+    assert value == pytest.approx(4 * np.mean(((sr - hr) / 255.0) ** 2), rel=1e-5)
+    for name in ("srresnet_vgg22", "srgan_vgg22", "srgan_vgg54"):
+        assert [spec.options.get("rescale") for spec in PRESETS[name].terms if spec.kind == "vgg"] == [1 / 12.75]

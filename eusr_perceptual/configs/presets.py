@@ -102,7 +102,9 @@ FOURPP_DEMO = FOURPP_EUSR.replace(
 _LEDIG = GANConfig(generator={"type": "srresnet"}, discriminator=None, scale=4, batch_size=16, patch_size=24,
                    g_learning_rate=1e-4, d_learning_rate=1e-4, adam_beta_1=0.9, adam_beta_2=0.999, steps=1_000_000,
                    checkpoint_every=10_000, order="d_first", objective="vanilla", data="div2k:data/DIV2K")
-_MSE = ("mse", 1.0, {"name": "l_mse", "unit_range": True})
+# Ledig's MSE is on [-1, 1] (section 3.2): 4x the [0, 1] MSE, the scale the 1e-3 adversarial
+# weight and the 1/12.75 VGG rescaling ("VGG losses of a scale comparable to the MSE loss") assume.
+_MSE = ("mse", 1.0, {"name": "l_mse", "signed_unit_range": True})
 
 
 def _vgg(layer: str, name: str, **options):
@@ -116,11 +118,11 @@ _SRGAN = _LEDIG.replace(discriminator={"type": "srgan"}, steps=200_000, lr_miles
 _ADV_SRGAN = ("adversarial", 1e-3, {"name": "l_gen"})
 
 LEDIG_PRESETS: dict[str, GANConfig] = {
-    "srresnet_mse": _LEDIG.replace(description="SRResNet-MSE (Ledig 2017; 4PP-EUSR Table 1): l = MSE on [0,1], 1e6 steps",
+    "srresnet_mse": _LEDIG.replace(description="SRResNet-MSE (Ledig 2017; 4PP-EUSR Table 1): l = MSE on [-1,1], 1e6 steps",
                                    terms=terms(_MSE)),
     "srresnet_vgg22": _LEDIG.replace(description="SRResNet-VGG22 (Ledig 2017; 4PP-EUSR Table 1): l = VGG22/12.75 loss",
                                      terms=terms(_VGG22), init_from="", psnr_stage="srresnet_mse"),
-    "srgan_mse": _SRGAN.replace(description="SRGAN-MSE (Ledig 2017; 4PP-EUSR Table 1): l = MSE + 1e-3 l_Gen",
+    "srgan_mse": _SRGAN.replace(description="SRGAN-MSE (Ledig 2017; 4PP-EUSR Table 1): l = MSE on [-1,1] + 1e-3 l_Gen",
                                 terms=terms(_MSE, _ADV_SRGAN)),
     "srgan_vgg22": _SRGAN.replace(description="SRGAN-VGG22 (Ledig 2017; 4PP-EUSR Table 1): l = VGG22/12.75 + 1e-3 l_Gen",
                                   terms=terms(_VGG22, _ADV_SRGAN)),

@@ -3,6 +3,9 @@
 Images are RGB in [0, 255]. The 4PP-EUSR reconstruction loss (eq. 2) is on that range; the
 GAN papers (SRGAN, ESRGAN/BasicSR, DP, AFM) compute on [0, 1], and their weights (e.g.
 ESRGAN's L1 weight 1e-2) assume it: ``unit_range=True`` divides both images by 255 first.
+SRResNet/SRGAN compute their MSE on [-1, 1] (Ledig et al. 2017, section 3.2: "the MSE loss was
+thus calculated on images of intensity range [-1, 1]"): ``signed_unit_range=True`` divides the
+difference by 127.5, which makes the MSE 4x the one on [0, 1].
 Every loss is a mean over all elements of the batch (the per-replica batch mean).
 """
 
@@ -16,18 +19,19 @@ from eusr_perceptual.losses.registry import LossTerm, register_term
 class PixelTerm(LossTerm):
     """A pixel loss ``mean(distance(sr - hr))``; subclasses give ``distance``."""
 
-    def __init__(self, name, weight, resources, unit_range: bool = False, **options):
+    def __init__(self, name, weight, resources, unit_range: bool = False, signed_unit_range: bool = False,
+                 **options):
         super().__init__(name, weight, resources, **options)
-        self.unit_range = unit_range
+        if unit_range and signed_unit_range:
+            raise ValueError("choose one image range: unit_range ([0, 1]) or signed_unit_range ([-1, 1])")
+        self.span = 255.0 if unit_range else 127.5 if signed_unit_range else 1.0
 
     def distance(self, difference: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
 
     def compute(self, context):
         difference = tf.cast(context.sr, tf.float32) - tf.cast(context.hr, tf.float32)
-        if self.unit_range:
-            difference = difference / 255.0
-        return tf.reduce_mean(self.distance(difference))
+        return tf.reduce_mean(self.distance(difference / self.span))
 
 
 @register_term("l1", group="pixel")
