@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from eusr_perceptual.configs.presets import PRESETS
 from eusr_perceptual.losses.pixel import MSE
-from eusr_perceptual.losses.registry import Resources
+from eusr_perceptual.losses.registry import Resources, build_terms
 from eusr_perceptual.pipelines.gan_run import build_gan_trainer
 from eusr_perceptual.models.registry import with_features
 from eusr_perceptual.training.context import StepContext
@@ -83,3 +83,34 @@ def test_ledig_mse_is_on_minus_one_to_one(preset):
     assert value == pytest.approx(4 * np.mean(((sr - hr) / 255.0) ** 2), rel=1e-5)
     for name in ("srresnet_vgg22", "srgan_vgg22", "srgan_vgg54"):
         assert [spec.options.get("rescale") for spec in PRESETS[name].terms if spec.kind == "vgg"] == [1 / 12.75]
+
+
+@pytest.mark.parametrize("preset,channels", [("pan_wgan_x4", 512), ("pan_wgan_resnet_x4", 1024)])
+def test_pan_content_loss_is_eq_7_8_squared_l2_weighted_one_over_c(preset, channels):
+    """Item 3: Pan's eqs. 7-8 are (1/(W H)) sum_xy ||phi_xy(HR) - phi_xy(SR)||^2, the squared L2
+    norm over the C channels averaged over positions; weighted 1/C, the weighted term equals the
+    per-element MSE with ESRGAN's weight 1 (the balance the presets intend), which stays
+    reachable as the MSE form."""
+    config = PRESETS[preset]
+    (spec,) = [spec for spec in config.terms if spec.name == "l_content"]
+    assert spec.options["distance"] == "squared_l2" and spec.weight == pytest.approx(1 / channels)
+    resources = Resources()
+    resources.backbone_weights = None
+    term = build_terms([spec], resources)[0]
+    mse_form = config.with_term_options("l_content", distance="mse").with_weights({"l_content": 1.0})
+    (mse_spec,) = [spec for spec in mse_form.terms if spec.name == "l_content"]
+    mse_term = build_terms([mse_spec], resources)[0]
+    rng = np.random.default_rng(4)
+    sr, hr = (tf.constant(rng.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)) for _ in range(2))
+    context = StepContext(None, hr, sr, None)
+    if spec.kind == "vgg":
+        fake, real = term.features(context)
+    else:
+        fake_maps, real_maps = term.network.features(context, term.preprocess)
+        fake, real = fake_maps[term.endpoints[0]], real_maps[term.endpoints[0]]
+    assert fake.shape[-1] == channels
+    difference = np.asarray(fake, np.float64) - np.asarray(real, np.float64)
+    by_hand = np.mean(np.sum(difference ** 2, axis=-1))
+    value = float(term(context))
+    assert value == pytest.approx(by_hand, rel=1e-4)
+    assert term.weight * value == pytest.approx(float(mse_term(StepContext(None, hr, sr, None))), rel=1e-4)

@@ -254,10 +254,19 @@ _PAN = GANConfig(generator={"type": "rrdbnet"}, discriminator={"type": "vgg_styl
                  d_learning_rate=1e-4, adam_beta_1=0.0, adam_beta_2=0.9, steps=100_000, checkpoint_every=5_000,
                  order="d_first", data="div2k:data/DIV2K")
 _PAN_PIXEL = ("mse", 1e-2, {"name": "l_pixel", "unit_range": True})
-_PAN_VGG = _vgg("block5_conv4", "l_content", before_activation=True, distance="mse")
+# Content losses as eqs. 7-8 write them: the squared L2 norm over channels averaged over positions
+# ("squared_l2"), C times the per-element MSE. Weight 1/C keeps what the presets intend, ESRGAN's
+# content weight 1 on a per-element mean (BasicSR's reduction "mean"): the pixel, content and
+# adversarial terms keep ESRGAN's balance, and the VGG (block5_conv4, C = 512) and ResNet
+# (conv4_block6_out, C = 1024) variants compare at one per-element weight. The MSE form (the
+# presets before issue 21; the same weighted value) is
+# ``preset.with_term_options("l_content", distance="mse").with_weights({"l_content": 1.0})``.
+_PAN_VGG = _vgg("block5_conv4", "l_content", weight=1 / 512, before_activation=True, distance="squared_l2")
+_PAN_RESNET = ("resnet", 1 / 1024, {"name": "l_content", "beta": "3,6", "distance": "squared_l2"})
 _PAN_ADV = ("adversarial", 5e-3, {"name": "l_adv"})
 _PAN_VARIANTS = {
-    "pan_wgan": ("Pan Table 1 'WGAN loss': WGAN-GP critic, l = 1e-2 MSE + VGG54pre content + 5e-3 l_adv",
+    "pan_wgan": ("Pan Table 1 'WGAN loss': WGAN-GP critic, l = 1e-2 MSE + VGG54pre content (eq. 7, squared L2)/512 "
+                 "+ 5e-3 l_adv",
                  {}, terms(_PAN_PIXEL, _PAN_VGG, _PAN_ADV)),
     "pan_wgan_clip": ("Pan Table 1 WGAN with weight clipping (0.01) instead of the gradient penalty",
                       {"objective": "wgan"}, terms(_PAN_PIXEL, _PAN_VGG, _PAN_ADV)),
@@ -266,9 +275,8 @@ _PAN_VARIANTS = {
                         terms(_PAN_PIXEL, _PAN_VGG, _PAN_ADV)),
     "pan_wgan_tv": (f"Pan Table 2: WGAN + TV (eq. 5, beta 2, weight {PAN_TV_WEIGHT:g})", {},
                     terms(_PAN_PIXEL, _PAN_VGG, _PAN_ADV, ("tv", PAN_TV_WEIGHT, {"name": "l_tv", "beta": 2.0}))),
-    "pan_wgan_resnet": ("Pan Table 3: WGAN with the ResNet-50 content loss (eq. 8, squared L2, beta_3,6)", {},
-                        terms(_PAN_PIXEL, ("resnet", 1.0, {"name": "l_content", "beta": "3,6", "distance": "mse"}),
-                              _PAN_ADV)),
+    "pan_wgan_resnet": ("Pan Table 3: WGAN with the ResNet-50 content loss (eq. 8, squared L2, beta_3,6)/1024", {},
+                        terms(_PAN_PIXEL, _PAN_RESNET, _PAN_ADV)),
 }
 PAN_PRESETS: dict[str, GANConfig] = {}
 for _name, (_text, _changes, _terms) in _PAN_VARIANTS.items():
