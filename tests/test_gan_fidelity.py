@@ -114,3 +114,45 @@ def test_pan_content_loss_is_eq_7_8_squared_l2_weighted_one_over_c(preset, chann
     value = float(term(context))
     assert value == pytest.approx(by_hand, rel=1e-4)
     assert term.weight * value == pytest.approx(float(mse_term(StepContext(None, hr, sr, None))), rel=1e-4)
+
+
+def test_afm_authors_content_loss_reads_post_activation_maps():
+    """Item 5: the AFM code's in-place LeakyReLU overwrites the maps it returns, so its content
+    loss compares the maps after each block's LeakyReLU; activation="post" reads exactly the
+    discriminator's LeakyReLU outputs (the paper presets keep the pre-activation maps)."""
+    config, trainer = tiny_trainer("afm_pcsva_authors")
+    (spec,) = [spec for spec in config.terms if spec.kind == "feature_matching"]
+    assert spec.options["activation"] == "post" and config.d_batches == "separate"
+    assert all(spec.options.get("activation", "pre") == "pre" for name in ("afm_pca", "afm_pcsa", "afm_pcsva")
+               for spec in PRESETS[name].terms if spec.kind == "feature_matching")
+    lr, hr = next(iter(make_dataset(config.patch_size, config.hr_size)(0)))
+    hr = tf.cast(hr, tf.float32)
+    sr = trainer.generator(lr, scale=config.scale)
+    d = trainer.discriminator
+    activated = keras.Model(d.input, [d.get_layer(f"{name}_lrelu").output for name in ("conv1", "conv2", "conv3",
+                                                                                          "conv4", "conv5", "conv6",
+                                                                                          "conv7")])
+    fake, real = activated(sr, training=True), activated(hr, training=True)
+    huber = keras.losses.Huber(delta=1.0, reduction=None)
+    expected = [np.mean(huber(hr / 255.0, sr / 255.0))] + [np.mean(huber(r, f)) for f, r in zip(fake, real)]
+    term = next(term for term in trainer.terms if term.name == "l_content")
+    got = term.layer_losses(trainer._context(lr, hr, sr))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+    pre = build_terms([(spec.kind, 1.0, {**spec.options, "activation": "pre"})], Resources())[0]
+    assert not np.allclose(pre.layer_losses(trainer._context(lr, hr, sr))[1:], expected[1:], rtol=1e-3)
+
+
+@pytest.mark.parametrize("order", ["simultaneous", "d_first"])
+def test_afm_authors_generator_step_uses_the_discriminator_before_its_update(order):
+    """Item 5: the AFM code computes D's outputs and maps of HR and SR once, updates D, then the
+    generator loss from those same outputs: the step logs the G terms of the pre-update D (the
+    paper presets' d_first order logs those of the updated D: the premise)."""
+    config, trainer = tiny_trainer("afm_pcsva_authors", order=order)
+    assert PRESETS["afm_pcsva_authors"].order == "simultaneous"
+    lr, hr = next(iter(make_dataset(config.patch_size, config.hr_size)(0)))
+    sr = trainer.producer(trainer.generator, lr, training=True)
+    before = {k: float(v) for k, v in trainer._generator_terms(trainer._context(lr, tf.cast(hr, tf.float32),
+                                                                                sr)).items()}
+    logs = {k: float(v) for k, v in trainer.train_step((lr, hr)).items()}
+    same = all(logs[name] == pytest.approx(before[name], rel=1e-5) for name in ("l_adv", "l_content"))
+    assert same == (order == "simultaneous")

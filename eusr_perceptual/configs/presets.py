@@ -233,11 +233,14 @@ AFM_PRESETS: dict[str, GANConfig] = {
                              terms=terms(_content("softmax"), _POINT, _AFM_ADV)),
     "afm_pcsva": _AFM.replace(description="AFM M_pcsva: L = L_content (softmax) + 0.01 L_point + 0.5 L_vgg + 0.005 L_adv",
                               terms=terms(_content("softmax"), _POINT, _AFM_VGG, _AFM_ADV)),
+    # The code's G step reuses the D outputs and maps of the forward pass made before the D
+    # update (main_srresnet.py's train loop): the simultaneous order.
     "afm_pcsva_authors": _AFM.replace(
-        description="AFM M_pcsva as the authors' code: D layers 1-7 + image, Huber, softmax with gradient, "
-                    "no rescaling, noisy labels",
-        objective_options={"label_noise": True},
-        terms=terms(_content("softmax", layers="authors", distance="huber", softmax_gradient=True, rescale=False),
+        description="AFM M_pcsva as the authors' code: D layers 1-7 (post-activation) + image, Huber, softmax with "
+                    "gradient, no rescaling, noisy labels, G step on the pre-update D outputs",
+        objective_options={"label_noise": True}, order="simultaneous",
+        terms=terms(_content("softmax", layers="authors", distance="huber", softmax_gradient=True, rescale=False,
+                             activation="post"),
                     _POINT, _AFM_VGG, _AFM_ADV)),
 }
 

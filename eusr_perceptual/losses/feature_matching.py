@@ -26,7 +26,11 @@ Options (paper defaults first; the AFM authors' code, ``cb8d5db``, second):
 * ``rescale``: True (the paper) | False (the code has no initial rescaling);
 * ``layers``: "all" (every conv block) | "authors" (the image itself as "layer 0", on [0, 1],
   plus every block but the last: conv1-7 of AFM's eight);
-* ``distance``: "mse" (eq. 6) | "huber" (the code's SmoothL1, threshold ``huber_delta`` = 1).
+* ``distance``: "mse" (eq. 6) | "huber" (the code's SmoothL1, threshold ``huber_delta`` = 1);
+* ``activation``: "pre" (eq. 6's pre-activation maps) | "post" (the maps after the block's
+  LeakyReLU(:data:`LEAKY_SLOPE`): what the code compares in effect, since its in-place
+  ``nn.LeakyReLU(0.2, inplace=True)`` overwrites the ``out{i}_noactiv`` maps it returns,
+  ``srresnet.py`` ~163/220/263 at ``cb8d5db``). The image "layer 0" is never activated.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ from eusr_perceptual.losses.registry import LossTerm, register_term
 COMBINES = ("softmax", "mean", "sum")
 LAYER_SETS = ("all", "authors")
 DISTANCES = ("mse", "huber")
+ACTIVATIONS = ("pre", "post")
+#: The negative slope of the LeakyReLU after every conv block of the project's discriminators
+#: (AFM's ``nn.LeakyReLU(0.2)``).
+LEAKY_SLOPE = 0.2
 #: Capacity of the stored scales (the first n entries are used for n layers).
 MAX_LAYERS = 32
 #: Floor of a stored scale (a layer whose first-batch loss is 0).
@@ -59,14 +67,14 @@ class FeatureMatchingLoss(LossTerm):
 
     def __init__(self, name, weight, resources, combine: str = "softmax", softmax_gradient: bool = False,
                  rescale: bool = True, layers: str = "all", distance: str = "mse", huber_delta: float = 1.0,
-                 **options):
+                 activation: str = "pre", **options):
         super().__init__(name, weight, resources, **options)
         for option, value, allowed in (("combine", combine, COMBINES), ("layers", layers, LAYER_SETS),
-                                       ("distance", distance, DISTANCES)):
+                                       ("distance", distance, DISTANCES), ("activation", activation, ACTIVATIONS)):
             if value not in allowed:
                 raise ValueError(f"{option} must be one of {allowed}, got {value!r}")
         self.combine, self.softmax_gradient, self.layers = combine, bool(softmax_gradient), layers
-        self.distance, self.huber_delta = distance, float(huber_delta)
+        self.distance, self.huber_delta, self.activation = distance, float(huber_delta), activation
         self.state_variables: dict[str, tf.Variable] = {}
         if rescale:
             self.state_variables = {"scales": _state_variable(tf.ones([MAX_LAYERS]), f"{name}_scales"),
@@ -82,6 +90,8 @@ class FeatureMatchingLoss(LossTerm):
     def layer_losses(self, context) -> tf.Tensor:
         """[n] float32: the per-layer losses L^i before rescaling."""
         pairs = list(zip(context.fake_features, context.real_features))
+        if self.activation == "post":
+            pairs = [(tf.nn.leaky_relu(fake, LEAKY_SLOPE), tf.nn.leaky_relu(real, LEAKY_SLOPE)) for fake, real in pairs]
         if self.layers == "authors":
             pairs = [(context.sr / 255.0, context.hr / 255.0), *pairs[:-1]]
         return tf.stack([self._distance(fake, real) for fake, real in pairs])
