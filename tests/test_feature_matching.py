@@ -112,7 +112,7 @@ def test_rescaling_is_measured_on_the_first_batch_stored_and_checkpointed(setup,
     discriminator, sr1, sr2, hr = setup
     discriminate, features = make_discriminate(discriminator)
     first, second = numpy_layer_losses(features, sr1, hr), numpy_layer_losses(features, sr2, hr)
-    softmax_term, mean_term = term(), term(combine="mean")
+    softmax_term, mean_term = term(), term(combine="mean", rescale=True)
     assert set(softmax_term.state_variables) == {"scales", "measured_layers"}
     assert term(rescale=False).state_variables == {}
     assert int(softmax_term.state_variables["measured_layers"]) == 0
@@ -158,7 +158,7 @@ def test_state_is_mirrored_and_every_replica_uses_the_first_replicas_measurement
     _, sr1, sr2, hr = setup
     with two_cpu_strategy.scope():
         discriminator = tiny_discriminator()
-        mirrored = term(combine="mean")
+        mirrored = term(combine="mean", rescale=True)
     scales = mirrored.state_variables["scales"]
     assert isinstance(scales, tf.distribute.DistributedValues)
     assert scales.aggregation == tf.VariableAggregation.ONLY_FIRST_REPLICA

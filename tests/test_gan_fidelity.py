@@ -156,3 +156,22 @@ def test_afm_authors_generator_step_uses_the_discriminator_before_its_update(ord
     logs = {k: float(v) for k, v in trainer.train_step((lr, hr)).items()}
     same = all(logs[name] == pytest.approx(before[name], rel=1e-5) for name in ("l_adv", "l_content"))
     assert same == (order == "simultaneous")
+
+
+def test_afm_pca_simply_averages_and_rescaling_belongs_to_the_softmax():
+    """Item 6: the initial per-layer rescaling is part of softmax reweighing (section III.B);
+    M_pca "simply averages" the raw per-layer losses, so M_pca -> M_pcsa adds both."""
+    config, trainer = tiny_trainer("afm_pca")
+    lr, hr = next(iter(make_dataset(config.patch_size, config.hr_size)(0)))
+    hr = tf.cast(hr, tf.float32)
+    sr = trainer.generator(lr, scale=config.scale)
+    term = next(term for term in trainer.terms if term.name == "l_content")
+    assert term.combine == "mean" and term.state_variables == {}
+    maps = with_features(trainer.discriminator)
+    fake, real = maps(sr, training=True)[1:], maps(hr, training=True)[1:]
+    by_hand = np.mean([np.mean((np.asarray(f, np.float64) - np.asarray(r, np.float64)) ** 2)
+                       for f, r in zip(fake, real)])
+    for _ in range(2):  # no first-batch measurement: the same raw mean on every batch
+        assert float(term(trainer._context(lr, hr, sr))) == pytest.approx(by_hand, rel=1e-4)
+    softmax_term = next(term for term in tiny_trainer("afm_pcsa")[1].terms if term.name == "l_content")
+    assert set(softmax_term.state_variables) == {"scales", "measured_layers"}

@@ -227,7 +227,8 @@ AFM_PRESETS: dict[str, GANConfig] = {
                           discriminator=None, terms=terms(_POINT)),
     "afm_pva": _AFM.replace(description="AFM M_pva: L = 0.01 L_point + 0.5 L_vgg + 0.005 L_adv",
                             terms=terms(_POINT, _AFM_VGG, _AFM_ADV)),
-    "afm_pca": _AFM.replace(description="AFM M_pca: L = L_content (D features, averaged) + 0.01 L_point + 0.005 L_adv",
+    "afm_pca": _AFM.replace(description="AFM M_pca: L = L_content (D features, simply averaged, no rescaling) + 0.01 L_point "
+                                        "+ 0.005 L_adv",
                             terms=terms(_content("mean"), _POINT, _AFM_ADV)),
     "afm_pcsa": _AFM.replace(description="AFM M_pcsa: L = L_content (softmax reweighed) + 0.01 L_point + 0.005 L_adv",
                              terms=terms(_content("softmax"), _POINT, _AFM_ADV)),

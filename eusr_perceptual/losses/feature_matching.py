@@ -11,7 +11,9 @@ updates the discriminator (its BatchNormalization statistics do move in that for
 as in PyTorch's train mode).
 
 Initial rescaling ("before starting the training, we re-weight the individual content losses
-to bring them to a comparable scale"; the paper gives no method). Chosen here: the per-layer
+to bring them to a comparable scale"; the paper gives no method) is part of softmax reweighing
+(section III.B), whose e^{L^i} needs comparable scales; M_pca "simply averages" the per-layer
+losses, so the mean (and sum) combinations do not rescale unless asked. Chosen here: the per-layer
 losses of the first batch the term sees are stored as constants s_i (floored at
 :data:`MIN_SCALE`; under ``tf.distribute``, the first replica's share of that batch, used by
 every replica) and every later step uses ``L^i / s_i``, so all layers start at 1 and the
@@ -23,7 +25,8 @@ Options (paper defaults first; the AFM authors' code, ``cb8d5db``, second):
 * ``combine``: "softmax" (eq. 7; M_pcsa, M_pcsva) | "mean" (M_pca, "simply averaging") | "sum"
   (the authors' code without ``--softmax_loss``);
 * ``softmax_gradient``: False (eq. 7's {.}) | True (the code lets gradients through the softmax);
-* ``rescale``: True (the paper) | False (the code has no initial rescaling);
+* ``rescale``: None = with the softmax only (the paper) | True | False (the code has no initial
+  rescaling);
 * ``layers``: "all" (every conv block) | "authors" (the image itself as "layer 0", on [0, 1],
   plus every block but the last: conv1-7 of AFM's eight);
 * ``distance``: "mse" (eq. 6) | "huber" (the code's SmoothL1, threshold ``huber_delta`` = 1);
@@ -66,7 +69,7 @@ class FeatureMatchingLoss(LossTerm):
     needs = frozenset({"features"})
 
     def __init__(self, name, weight, resources, combine: str = "softmax", softmax_gradient: bool = False,
-                 rescale: bool = True, layers: str = "all", distance: str = "mse", huber_delta: float = 1.0,
+                 rescale: bool | None = None, layers: str = "all", distance: str = "mse", huber_delta: float = 1.0,
                  activation: str = "pre", **options):
         super().__init__(name, weight, resources, **options)
         for option, value, allowed in (("combine", combine, COMBINES), ("layers", layers, LAYER_SETS),
@@ -76,7 +79,7 @@ class FeatureMatchingLoss(LossTerm):
         self.combine, self.softmax_gradient, self.layers = combine, bool(softmax_gradient), layers
         self.distance, self.huber_delta, self.activation = distance, float(huber_delta), activation
         self.state_variables: dict[str, tf.Variable] = {}
-        if rescale:
+        if (combine == "softmax") if rescale is None else rescale:
             self.state_variables = {"scales": _state_variable(tf.ones([MAX_LAYERS]), f"{name}_scales"),
                                     "measured_layers": _state_variable(tf.constant(0, tf.int32),
                                                                        f"{name}_measured_layers")}
