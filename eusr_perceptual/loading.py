@@ -33,6 +33,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import keras
+
 from eusr_perceptual.errors import PathUsageError, ValueUsageError
 from eusr_perceptual.importers import IMPORTABLE_SUFFIXES, PROVENANCE_ENTRY, import_network, is_importable
 
@@ -61,7 +63,7 @@ class SavedModelGenerator:
     """
 
     def __init__(self, path: str | Path):
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: only SavedModels need TensorFlow; .keras files load on any backend (issue 23)
 
         self.path = Path(path)
         try:
@@ -78,7 +80,7 @@ class SavedModelGenerator:
         self.name = self.path.parent.name if self.path.name.isdigit() else self.path.name
 
     def __call__(self, images, scale: int = 4):
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: only SavedModels need TensorFlow; .keras files load on any backend (issue 23)
 
         if scale not in self.scales:
             raise ValueError(f"this SavedModel has paths {self.scales}, not x{scale}")
@@ -116,8 +118,6 @@ def read_provenance(path: str | Path) -> dict | None:
 
 
 def _load_keras(path: Path):
-    import keras
-
     _register_project_models()
     try:
         model = keras.models.load_model(path, compile=False)

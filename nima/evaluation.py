@@ -15,6 +15,7 @@ import keras
 import numpy as np
 from scipy import stats
 
+from eusr_perceptual.evaluation.tables import render_table
 from nima.datasets.common import ScoredImages
 from nima.losses import emd, mean_score, squared_emd, threshold_accuracy
 from nima.preprocessing import ImageDecoder, unknown_length_is_fine, validation_dataset
@@ -99,8 +100,6 @@ def evaluate_predictor(
 
 def format_table(title: str, metrics: ScoreMetrics, paper: dict[str, float] | None = None) -> str:
     """A plain-text table of ``metrics`` with the paper's value where it reports one."""
-    from eusr_perceptual.evaluation.tables import render_table
-
     paper = paper or {}
     rows = [
         ("squared EMD (eq. 1)", "squared_emd"),

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
+import numpy as np
+
+from eusr_perceptual.data.images import load_rgb8
+from nima.model import backbone_of
+
 
 def recalibrate_batch_norm(keras_file: Path, image_paths, crop: int, seed: int = 0, count: int = 128) -> Path:
     """Sets a predictor's BatchNormalization moving statistics to those of training crops.
@@ -14,12 +20,6 @@ def recalibrate_batch_norm(keras_file: Path, image_paths, crop: int, seed: int =
     momentum 0 over ``count`` random crops fixes that ("precise BN"). Writes
     ``<name>_recalibrated.keras`` beside ``keras_file`` and returns it.
     """
-    import keras
-    import numpy as np
-
-    from eusr_perceptual.data.images import load_rgb8
-    from nima.model import backbone_of
-
     rng = np.random.default_rng(seed)
     crops = []
     for index in rng.permutation(len(image_paths))[:count]:

@@ -23,6 +23,9 @@ from pathlib import Path
 
 from eusr_perceptual.errors import UsageError
 from eusr_perceptual.cli.command import command
+from eusr_perceptual.importers.lpips import convert_lpips_weights, save_lpips_weights
+from eusr_perceptual.importers.torch_files import read_torch_state_dict
+from eusr_perceptual.metrics.lpips import LPIPSUnavailable, load_lpips
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,10 +40,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 @command(logging.WARNING)
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from eusr_perceptual.metrics.lpips import LPIPSUnavailable, load_lpips
-    from eusr_perceptual.importers.lpips import convert_lpips_weights, save_lpips_weights
-    from eusr_perceptual.importers.torch_files import read_torch_state_dict
-
     arrays = convert_lpips_weights(read_torch_state_dict(args.lpips), read_torch_state_dict(args.backbone), args.net)
     path = save_lpips_weights(arrays, args.out)
     try:

@@ -38,7 +38,16 @@ from pathlib import Path
 from eusr_perceptual.errors import UsageError
 from eusr_perceptual.cli.command import command
 from eusr_perceptual.cli.flags import non_negative_int
+from eusr_perceptual.data.images import check_folder
+from eusr_perceptual.evaluation.benchmarks import discover_benchmark
+from eusr_perceptual.evaluation.plots import plot_crops, plot_perception_distortion
+from eusr_perceptual.evaluation.report import ReportSection, write_report
+from eusr_perceptual.evaluation.results import RESULTS_PREFIX, ResultFolder
+from eusr_perceptual.evaluation.runner import Method, evaluate_dataset, summarize
+from eusr_perceptual.evaluation.tables import format_table, write_image_scores_csv, write_summary_csv
 from eusr_perceptual.files import prepare_output_folder
+from eusr_perceptual.loading import check_model_path, load_generator
+from eusr_perceptual.metrics.lpips import LPIPSUnavailable, load_lpips
 from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS
 
 
@@ -78,11 +87,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 def model_specs(args: argparse.Namespace) -> list[tuple[str, str]]:
     """``(label, path)`` per --model (path ``"bicubic"`` for the baseline), each model path
     checked (exists, can hold a model) without loading anything."""
-    from eusr_perceptual.loading import check_model_path
-
-    from eusr_perceptual.data.images import check_folder
-    from eusr_perceptual.evaluation.results import RESULTS_PREFIX
-
     specs = []
     for spec in args.model:
         label, _, path = spec.rpartition("=")
@@ -96,10 +100,6 @@ def model_specs(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def build_methods(args: argparse.Namespace, specs: list[tuple[str, str]]) -> list:
     """One Method per (model, route); bicubic once."""
-    from eusr_perceptual.evaluation.results import RESULTS_PREFIX, ResultFolder
-    from eusr_perceptual.evaluation.runner import Method
-    from eusr_perceptual.loading import load_generator
-
     routes = [f"x{args.scale}"] if args.routes is None else [r.strip() for r in args.routes.split(",") if r.strip()]
     if args.routes is not None and args.scale != 4:
         raise UsageError("--routes are the x4 routes of 4PP-EUSR; use them with --scale 4")
@@ -127,11 +127,6 @@ def build_methods(args: argparse.Namespace, specs: list[tuple[str, str]]) -> lis
 @command(logging.WARNING)
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from eusr_perceptual.evaluation.benchmarks import discover_benchmark
-    from eusr_perceptual.evaluation.runner import evaluate_dataset, summarize
-    from eusr_perceptual.evaluation.tables import format_table, write_image_scores_csv, write_summary_csv
-    from eusr_perceptual.metrics.lpips import LPIPSUnavailable, load_lpips
-
     specs = model_specs(args)  # before any data or model is loaded
     benchmarks = [discover_benchmark(folder, args.scale) for folder in args.data]
     prepare_output_folder(args.out)
@@ -155,25 +150,17 @@ def main(argv=None) -> int:
         write_summary_csv(stem.parent / f"{stem.name}.csv", benchmark.name, args.scale, rows, lpips_reason, result.lr_source)
         write_image_scores_csv(stem.parent / f"{stem.name}_images.csv", result.scores)
         for name, images in result.kept.items():
-            from eusr_perceptual.evaluation.plots import plot_crops
-
             if name in crops:
                 print(f"crop figure: {plot_crops(images, args.out / f'crops_{benchmark.name}_{name}.png', title=name)}")
         found_crops.update(result.kept)
         if args.report:
-            from eusr_perceptual.evaluation.report import ReportSection
-
             sections.append(ReportSection(benchmark.name, result.title, rows, lpips_reason, result.skips.count, result.kept))
     missing = [name for name in crops if name not in found_crops]
     if missing:
         print(f"note: no dataset has the --crops image(s) {', '.join(missing)}")
     if args.plot or args.report:
-        from eusr_perceptual.evaluation.plots import plot_perception_distortion
-
         print(f"perception-distortion plot: {plot_perception_distortion(summaries, args.out / 'perception_distortion.png')}")
     if args.report:
-        from eusr_perceptual.evaluation.report import write_report
-
         report = write_report(args.out / "report.html", sections, plot=args.out / "perception_distortion.png")
         print(f"report: {report}")
     print(f"tables written to {args.out}/")

@@ -27,6 +27,8 @@ from eusr_perceptual.cli.command import command
 from eusr_perceptual.cli.gan_flags import (add_gan_flags, config_changes, default_run_dir, export_name,
                                            gan_config_from_args, listed_presets, run_options)
 from eusr_perceptual.configs.presets import FOURPP_DEMO, FOURPP_PRESETS
+from eusr_perceptual.pipelines import gan_run  # gan_run.run_gan at call time: tests replace it
+from eusr_perceptual.pipelines.fourpp_demo import run_fourpp_demo
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,8 +45,6 @@ def main(argv=None) -> int:
     if listed_presets(args, FOURPP_PRESETS):
         return 0
     if args.demo:
-        from eusr_perceptual.pipelines.fourpp_demo import run_fourpp_demo
-
         if args.resume:
             raise UsageError("the --demo chain (pre-training, both predictors, fine-tuning) cannot --resume; "
                              "run it again with another --run-dir")
@@ -52,9 +52,7 @@ def main(argv=None) -> int:
         run_fourpp_demo(args.run_dir or default_run_dir("finetune_demo"), config_changes(args, FOURPP_DEMO),
                         args.export_dir, None if args.no_eval else args.eval_data)
         return 0
-    from eusr_perceptual.pipelines.gan_run import run_gan
-
     config = gan_config_from_args(args, FOURPP_PRESETS)
-    run_gan(config, args.run_dir or default_run_dir(args.preset), resume=args.resume,
+    gan_run.run_gan(config, args.run_dir or default_run_dir(args.preset), resume=args.resume,
             **run_options(args, export_name(args, config, FOURPP_PRESETS)))
     return 0

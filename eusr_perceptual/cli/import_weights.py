@@ -28,11 +28,10 @@ import sys
 from pathlib import Path
 
 from eusr_perceptual.cli.command import command
+from eusr_perceptual.importers import ARCHES, import_network, save_imported
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from eusr_perceptual.importers import ARCHES
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="released weights: a frozen .pb graph or a .pth/.pt state dict")
     parser.add_argument("--out", type=Path, required=True, help="the .keras file to write")
@@ -45,8 +44,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 @command(logging.WARNING)
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from eusr_perceptual.importers import import_network, save_imported
-
     imported = import_network(args.source, arch=args.arch, scale=args.scale, key=args.key)
     out = save_imported(imported, args.out)
     print(f"{imported.provenance['arch']} written to {out}: {json.dumps(imported.provenance)}")

@@ -24,11 +24,12 @@ import logging
 import sys
 
 from eusr_perceptual.cli.command import command
+from eusr_perceptual.data.store import StoreSettings, open_store
+from eusr_perceptual.data.store_prepare import prepare_store
+from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION, RESIZE_CONVENTIONS
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sources", nargs="*",
                         help="skimage | div2k:<root>[:train|valid|train+valid] | flickr2k:<root> | tfds:div2k | <folder> "
@@ -57,9 +58,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 @command(logging.WARNING)
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from eusr_perceptual.data.store import StoreSettings, open_store
-    from eusr_perceptual.data.store_prepare import prepare_store
-
     if not args.sources:
         store = open_store(args.out, check_sources=False)
         size = store.verify()

@@ -19,6 +19,7 @@ from eusr_perceptual.cli.command import command
 from eusr_perceptual.cli.flags import add_config_flags, config_from_flags, flag_overrides
 from eusr_perceptual.configs.base import resumed_config
 from eusr_perceptual.configs.pretrain import PRETRAIN_PRESETS, PretrainConfig
+from eusr_perceptual.pipelines.pretrain_run import run_pretraining
 from eusr_perceptual.training import STRATEGIES
 from eusr_perceptual.training.strategy import make_strategy
 
@@ -50,8 +51,6 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
 @command()
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from eusr_perceptual.pipelines.pretrain_run import run_pretraining
-
     config = config_from_args(args)
     run_dir = args.run_dir or Path("runs") / f"pretrain_{args.preset}_{time.strftime('%Y%m%d-%H%M%S')}"
     run_pretraining(config, run_dir, resume=args.resume, strategy=make_strategy(args.strategy),

@@ -29,7 +29,7 @@ def start_tensorflow(verbose: bool = False) -> None:
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
+            import tensorflow as tf  # lazy: its start-up noise must go to the redirected fd 2
 
             tf.config.list_logical_devices()
             tf.constant(0.0).numpy()

@@ -20,6 +20,7 @@ from pathlib import Path
 from eusr_perceptual.errors import UsageError
 from eusr_perceptual.cli.command import command
 from eusr_perceptual.cli.gan_flags import default_run_dir
+from eusr_perceptual.pipelines.study import STUDIES, run_study
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,8 +42,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 @command()
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from eusr_perceptual.pipelines.study import STUDIES, run_study
-
     if args.list or not args.presets:
         for name, (presets, trend) in STUDIES.items():
             print(f"{name}: {', '.join(presets)}\n    {trend}")

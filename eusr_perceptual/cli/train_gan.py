@@ -30,6 +30,7 @@ from eusr_perceptual.cli.gan_flags import (add_gan_flags, default_run_dir, expor
 from eusr_perceptual.configs.demo import demo_version
 from eusr_perceptual.configs.gan import GANConfig
 from eusr_perceptual.configs.presets import PRESETS
+from eusr_perceptual.pipelines import gan_run  # gan_run.run_gan at call time: tests replace it
 from eusr_perceptual.pipelines.gan_run import after_psnr_stage, needs_psnr_stage
 
 
@@ -77,8 +78,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if listed_presets(args, PRESETS):
         return 0
-    from eusr_perceptual.pipelines.gan_run import run_gan
-
     if args.stage == "psnr" and (args.demo or not args.resume):
         stage = PRESETS[args.preset].psnr_stage
         if not stage:
@@ -89,7 +88,7 @@ def main(argv=None) -> int:
     run_dir = args.run_dir or default_run_dir(f"{args.preset}{'_demo' if args.demo else ''}")
     if not args.demo:
         config = gan_config_from_args(args, PRESETS)
-        run_gan(config, run_dir, resume=args.resume, **run_options(args, export_name(args, config, PRESETS)))
+        gan_run.run_gan(config, run_dir, resume=args.resume, **run_options(args, export_name(args, config, PRESETS)))
         return 0
     stages = demo_stages(args, run_dir)
     for index, (label, config, directory) in enumerate(stages, start=1):
@@ -100,5 +99,5 @@ def main(argv=None) -> int:
             common["export_dir"] = args.export_dir or directory / "saved_models"
         if label:
             print(f"{label} ({config.steps} steps)", flush=True)
-        run_gan(config, directory, resume=args.resume, **common)
+        gan_run.run_gan(config, directory, resume=args.resume, **common)
     return 0

@@ -29,10 +29,15 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from PIL import Image
+
 from eusr_perceptual.errors import PathUsageError, UsageError
 from eusr_perceptual.cli.command import command
 from eusr_perceptual.cli.flags import non_negative_int
+from eusr_perceptual.data.images import UnreadableImageError, list_image_files, read_image
 from eusr_perceptual.files import prepare_output_folder
+from eusr_perceptual.inference import check_route, make_tile_function, upscale_decoded
+from eusr_perceptual.loading import check_model_path, load_generator
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,8 +56,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _sources(inputs: list[Path]) -> list[tuple[Path, Path]]:
     """``(image file, output sub-folder)`` per input image, each file once."""
-    from eusr_perceptual.data.images import list_image_files
-
     found, seen = [], set()
     for source in inputs:
         if source.is_dir():
@@ -115,12 +118,6 @@ def output_jobs(inputs: list[Path], out: Path, route: str) -> list[tuple[Path, P
 @command(logging.WARNING)
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from PIL import Image
-
-    from eusr_perceptual.data.images import UnreadableImageError, read_image
-    from eusr_perceptual.inference import check_route, make_tile_function, upscale_decoded
-    from eusr_perceptual.loading import check_model_path, load_generator
-
     route = args.route or f"x{args.scale or 4}"
     check_model_path(args.model)
     jobs = output_jobs(args.inputs, args.out, route)

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from eusr_perceptual.data.sources import parse_tfds_spec, source_files
 from eusr_perceptual.errors import ValueUsageError
 
 __all__ = ["DataChangedError", "check_same_data", "data_identity"]
@@ -41,9 +42,7 @@ def _store_identity(root: Path) -> tuple[str, str]:
 
 
 def _tfds_identity(spec: str) -> tuple[str, str]:
-    import tensorflow_datasets as tfds
-
-    from eusr_perceptual.data.sources import parse_tfds_spec
+    import tensorflow_datasets as tfds  # lazy: slow to import, and only tfds: sources need it
 
     name, split, data_dir = parse_tfds_spec(spec)
     info = tfds.builder(name, data_dir=data_dir).info
@@ -52,8 +51,6 @@ def _tfds_identity(spec: str) -> tuple[str, str]:
 
 
 def _files_identity(spec: str, scales: Sequence[int]) -> tuple[str, str]:
-    from eusr_perceptual.data.sources import source_files
-
     files = source_files(spec, scales)
     paths = [path for file in files for path in (file.hr, *(file.lr[s] for s in sorted(file.lr)))]
     if not paths:

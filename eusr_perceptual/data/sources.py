@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import skimage.data
 
 from eusr_perceptual.errors import ValueUsageError
 from eusr_perceptual.data.images import (
@@ -54,8 +55,6 @@ class MisfitLRError(ValueUsageError):
 
 def skimage_photograph_paths(split: str = "train") -> list[Path]:
     """Paths of scikit-image's bundled photographs: ``train``, ``held_out`` or ``all``."""
-    import skimage.data
-
     names = {"train": SKIMAGE_TRAIN, "held_out": SKIMAGE_HELD_OUT, "all": SKIMAGE_TRAIN + SKIMAGE_HELD_OUT}[split]
     return [Path(skimage.data.data_dir) / name for name in names]
 
@@ -161,7 +160,7 @@ def parse_tfds_spec(spec: str) -> tuple[str, str, str | None]:
 
 def tfds_hr_images(name: str, split: str, data_dir: str | None, start: int = 0, count: int | None = None):
     """Yields ``(index, hr)`` for examples ``start, start + 1, ...`` (``count`` of them, or all)."""
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # lazy: slow to import, and only tfds: sources need it
 
     try:
         dataset = tfds.load(name, split=split, data_dir=data_dir, download=False)

@@ -24,6 +24,7 @@ raises :class:`DamagedStoreError`, whose message is ``store <path> is damaged: <
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -232,8 +233,6 @@ def _string(value: Any, where: str, hex_digest: bool = False) -> str:
 
 
 def _settings(value: Any, settings_type: type) -> Any:
-    import dataclasses
-
     fields = [field.name for field in dataclasses.fields(settings_type)]
     value = _object(value, "settings", fields)
     for name in ("sources", "scales"):

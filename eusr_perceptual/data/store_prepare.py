@@ -30,6 +30,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import keras
 import numpy as np
 
 from eusr_perceptual.data.images import EmptySourceError, TrainingImage, UnreadableImageError, load_rgb8
@@ -48,7 +49,7 @@ from eusr_perceptual.resize import make_lr
 log = logging.getLogger(__name__)
 
 def _tfds_items(spec: str) -> list[dict]:
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # lazy: slow to import, and only tfds: sources need it
 
     name, split, data_dir = parse_tfds_spec(spec)
     try:
@@ -348,8 +349,6 @@ def _prepare_locked(root: Path, settings: StoreSettings, workers: int | None, ov
     (root / "manifest.json").unlink(missing_ok=True)
     bar = None
     if progress:
-        import keras
-
         bar = keras.utils.Progbar(len(items), unit_name="image")
         bar.update(sum(len(shards[i][1]) for i in markers))
 

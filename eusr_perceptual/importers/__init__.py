@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eusr_perceptual.errors import PathUsageError
+from eusr_perceptual.importers.pytorch import import_state_dict
+from eusr_perceptual.importers.tf1_graph import import_frozen_graph
+from eusr_perceptual.importers.torch_files import read_torch_state_dict
 from eusr_perceptual.importers.weights import WeightsImportError
 
 __all__ = ["ARCHES", "GRAPH_SUFFIXES", "IMPORTABLE_SUFFIXES", "Imported", "WeightsImportError", "import_network",
@@ -85,17 +88,12 @@ def import_network(path: str | Path, arch: str | None = None, scale: int | None 
         raise WeightsImportError(f"--arch must be one of {', '.join(ARCHES)}, got {arch!r}")
     provenance = {"source": path.name, "sha256": _sha256(path)}
     if path.suffix.lower() in GRAPH_SUFFIXES:
-        from eusr_perceptual.importers.tf1_graph import import_frozen_graph
-
         if arch not in (None, "eusr"):
             raise WeightsImportError(f"{path.name}: a frozen graph holds an EUSR, not a {arch}")
         if scale is not None or key is not None:
             raise WeightsImportError(f"{path.name}: a frozen graph holds its scales and has no entries: drop --scale / --key")
         model = import_frozen_graph(path, path.name)
         return Imported(model, {**provenance, "format": GRAPH_FORMAT, "arch": "eusr", "scales": list(model.scales)})
-    from eusr_perceptual.importers.pytorch import import_state_dict
-    from eusr_perceptual.importers.torch_files import read_torch_state_dict
-
     if arch == "eusr":
         raise WeightsImportError(f"{path.name}: EUSR is imported from the authors' frozen .pb graphs, not from PyTorch")
     result = import_state_dict(read_torch_state_dict(path), path.name, arch, scale, key)

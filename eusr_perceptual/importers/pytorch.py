@@ -56,6 +56,9 @@ import numpy as np
 
 from eusr_perceptual.importers.weights import (
     WeightsImportError, as_is, assign_weights, torch_conv, torch_linear, vector_permuted)
+from eusr_perceptual.models.gan_discriminators import build_vgg_style_discriminator
+from eusr_perceptual.models.rrdbnet import RRDBNet
+from eusr_perceptual.models.srresnet import MSRResNet
 
 __all__ = ["ARCHES", "NAMINGS", "TorchImport", "detect_network", "import_state_dict", "select_state_dict"]
 
@@ -196,8 +199,6 @@ def _checked_scale(found: int | None, scale: int | None, source: str, why: str) 
 
 
 def _rrdbnet(state: Mapping, scale: int | None, source: str):
-    from eusr_perceptual.models.rrdbnet import RRDBNet
-
     num_feat, in_channels = _shape(state, "conv_first.weight", source)[:2]
     if in_channels != 3:
         raise WeightsImportError(
@@ -232,8 +233,6 @@ def pixel_shuffle_permutation(channels: int, factor: int) -> np.ndarray:
 
 
 def _msrresnet(state: Mapping, scale: int | None, source: str):
-    from eusr_perceptual.models.srresnet import MSRResNet
-
     num_feat = _shape(state, "conv_first.weight", source)[0]
     ratio = _shape(state, "upconv1.weight", source)[0] / num_feat
     found = 4 if "upconv2.weight" in state else {4: 2, 9: 3}.get(ratio)
@@ -255,8 +254,6 @@ def _msrresnet(state: Mapping, scale: int | None, source: str):
 
 
 def _vgg_style(state: Mapping, scale: int | None, source: str):
-    from eusr_perceptual.models.gan_discriminators import build_vgg_style_discriminator
-
     if scale is not None:
         raise WeightsImportError(f"{source}: a discriminator has no scale (--scale {scale})")
     num_feat = _shape(state, "conv0_0.weight", source)[0]

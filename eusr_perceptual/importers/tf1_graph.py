@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from eusr_perceptual.importers.weights import WeightsImportError, as_is, assign_weights
+from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 
 __all__ = ["OUTPUT_NODE", "eusr_config_from_weights", "import_frozen_graph", "read_graph_weights"]
 
@@ -49,7 +50,7 @@ _WEIGHT = re.compile(r"generator/.+/(?:kernel|bias)")
 
 
 def _read_graph_def(path: Path, source: str):
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow-free on other Keras backends until a .pb is read (issue 23)
 
     if path.name == "saved_model.pb":
         raise WeightsImportError(f"{source} is a SavedModel's graph: give its folder, not the .pb inside")
@@ -69,7 +70,7 @@ def read_graph_weights(path: str | Path, source: str | None = None) -> tuple[dic
     Raises:
         WeightsImportError: not a GraphDef, no ``sr_output`` node, no RGB mean node.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow-free on other Keras backends until a .pb is read (issue 23)
 
     path = Path(path)
     source = source or path.name
@@ -107,8 +108,6 @@ def _node(weights, name: str, source: str) -> np.ndarray:
 
 def eusr_config_from_weights(weights: dict[str, np.ndarray], mean: np.ndarray, source: str):
     """The :class:`~eusr_perceptual.models.eusr.EUSRConfig` the graph's names and shapes describe."""
-    from eusr_perceptual.models.eusr import EUSRConfig
-
     scales = sorted(int(m.group(1)) for name in weights if (m := re.fullmatch(r"generator/upscaling/x(\d+)/conv2d/kernel", name)))
     if not scales:
         raise WeightsImportError(f"{source}: no node generator/upscaling/x<s>/conv2d/kernel (no upscaling path)")
@@ -136,8 +135,6 @@ def import_frozen_graph(path: str | Path, source: str | None = None):
         WeightsImportError: the graph is not an EUSR/4PP-EUSR graph, a weight node is unknown or
             missing, or a shape does not fit (the message names the node).
     """
-    from eusr_perceptual.models.eusr import EUSR
-
     source = source or Path(path).name
     weights, mean = read_graph_weights(path, source)
     model = EUSR(eusr_config_from_weights(weights, mean, source))

@@ -72,7 +72,7 @@ class InputSizeCheck(layers.Layer):
         if any(side is not None and side != self.size for side in static):
             raise ValueError(self._message("x".join(str(side) for side in static)))
         if None in static:  # only a TensorFlow graph has sizes unknown when it is called
-            import tensorflow as tf
+            import tensorflow as tf  # lazy: models/ is TensorFlow-free on other Keras backends (issue 23)
 
             check = tf.debugging.assert_equal(tf.shape(images)[1:3], [self.size, self.size],
                                               message=self._message("another size"))

@@ -30,7 +30,7 @@ PATHS = ("x4", "x2x2", "x8down")
 def halve(images: tf.Tensor, method: str = "matlab") -> tf.Tensor:
     """Downscales ``[B, H, W, C]`` images by 2 with ``method`` (see the module docstring)."""
     if method == "matlab":  # TensorFlow's (the fine-tuning's); "subsample" runs on any backend
-        from eusr_perceptual.resize import imresize_tf
+        from eusr_perceptual.resize import imresize_tf  # lazy: resize imports TensorFlow; models/ does not (issue 23)
 
         return imresize_tf(images, scale=0.5)
     if method == "subsample":

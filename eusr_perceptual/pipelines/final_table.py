@@ -12,6 +12,7 @@ from typing import Sequence
 from eusr_perceptual.evaluation.benchmarks import discover_benchmark
 from eusr_perceptual.evaluation.runner import Method, evaluate_dataset, summarize
 from eusr_perceptual.evaluation.tables import format_table
+from eusr_perceptual.metrics.lpips import LPIPSUnavailable, load_lpips
 from eusr_perceptual.resize import DEFAULT_RESIZE_CONVENTION
 
 @dataclass
@@ -30,8 +31,6 @@ def scale_sections(eval_data: str, sections: Sequence[tuple[int, Sequence[Method
                    caption: str, lpips_weights: Path | None = None,
                    lr_convention: str = DEFAULT_RESIZE_CONVENTION) -> Sections:
     """Scores each ``(scale, methods)`` section on ``eval_data`` and writes ``evaluation.md``."""
-    from eusr_perceptual.metrics.lpips import LPIPSUnavailable, load_lpips
-
     try:
         lpips, lpips_reason = load_lpips(lpips_weights), None
     except LPIPSUnavailable as error:

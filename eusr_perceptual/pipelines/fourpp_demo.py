@@ -9,6 +9,14 @@ from pathlib import Path
 
 from eusr_perceptual.configs.gan import GANConfig
 from eusr_perceptual.configs.presets import FOURPP_DEMO
+from eusr_perceptual.configs.pretrain import PRETRAIN_PRESETS
+from eusr_perceptual.pipelines import gan_run  # gan_run.run_gan at call time: tests replace it
+from eusr_perceptual.pipelines.pretrain_run import run_pretraining
+from eusr_perceptual.pipelines.score_trees import make_demo_score_trees
+from nima.config import PRESETS as NIMA_PRESETS
+from nima.datasets import load_dataset
+from nima.recalibration import recalibrate_batch_norm
+from nima.train import train_nima
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +28,6 @@ DEMO_NIMA_CROP = 64
 def train_demo_predictors(run_dir: Path, seed: int = 0) -> dict[str, str]:
     """Both NIMA predictors (MobileNetV2 from scratch, a few epochs) on the demo trees,
     BatchNorm-recalibrated; returns ``{"aesthetic": path, "subjective": path}``."""
-    from eusr_perceptual.pipelines.score_trees import make_demo_score_trees
-    from nima.config import PRESETS as NIMA_PRESETS
-    from nima.datasets import load_dataset
-    from nima.recalibration import recalibrate_batch_norm
-    from nima.train import train_nima
-
     trees = make_demo_score_trees(run_dir / "score_data", seed)
     exported = {}
     for role, dataset in (("aesthetic", "ava"), ("subjective", "tid2013")):
@@ -43,10 +45,6 @@ def train_demo_predictors(run_dir: Path, seed: int = 0) -> dict[str, str]:
 def run_fourpp_demo(run_dir: Path, changes: dict | None = None, export_dir: Path | None = None,
                     eval_data: str | None = "skimage") -> GANConfig:
     """Pre-training, both predictors and the fine-tuning, chained; returns the fine-tuning config."""
-    from eusr_perceptual.configs.pretrain import PRETRAIN_PRESETS
-    from eusr_perceptual.pipelines.gan_run import run_gan
-    from eusr_perceptual.pipelines.pretrain_run import run_pretraining
-
     started = time.time()
     print(f"[1/3] pre-training a small EUSR ({DEMO_PRETRAIN_STEPS} steps)", flush=True)
     pretrain = PRETRAIN_PRESETS["demo"].replace(steps=DEMO_PRETRAIN_STEPS, checkpoint_every=DEMO_PRETRAIN_CHECKPOINT)
@@ -56,7 +54,7 @@ def run_fourpp_demo(run_dir: Path, changes: dict | None = None, export_dir: Path
     print(f"[3/3] 4PP-EUSR fine-tuning ({time.time() - started:.0f} s so far)", flush=True)
     config = FOURPP_DEMO.replace(init_from=str(run_dir / "pretrain" / "generator.keras"), **predictors,
                                  **(changes or {}))
-    run_gan(config, run_dir / "finetune", export_dir=export_dir or run_dir / "saved_models", export_name="4pp_eusr",
+    gan_run.run_gan(config, run_dir / "finetune", export_dir=export_dir or run_dir / "saved_models", export_name="4pp_eusr",
             eval_data=eval_data, verbose=2)
     print(f"demo finished in {time.time() - started:.0f} s; everything is in {run_dir}")
     return config

@@ -19,15 +19,23 @@ import numpy as np
 import tensorflow as tf
 
 from eusr_perceptual.configs.gan import GANConfig
+from eusr_perceptual.data.identity import data_identity
+from eusr_perceptual.data.samplers import make_sampler
 from eusr_perceptual.errors import PathUsageError, ValueUsageError
+from eusr_perceptual.loading import check_model_path, load_generator
 from eusr_perceptual.losses.adversarial import get_objective
 from eusr_perceptual.models.precision import float32_copy
 from eusr_perceptual.models.registry import build_network
+from eusr_perceptual.pipelines.final_table import final_table
 from eusr_perceptual.resize import round_to_uint8_tf
+from eusr_perceptual.serving.savedmodel import export_savedmodel
+from eusr_perceptual.training.callbacks import TensorBoardImages
 from eusr_perceptual.training.gan import GANTrainer, Schedule
 from eusr_perceptual.training.producers import MultiPass, make_producer
+from eusr_perceptual.training.runs import RunOptions, fit_run
 from eusr_perceptual.training.strategy import is_chief
 from eusr_perceptual.training.xla import enable_xla
+from nima.model import load_predictor
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +70,6 @@ def check_inputs(config: GANConfig) -> None:
     """Fails before any data is loaded, naming the command that makes each missing input, and
     refusing a path that cannot hold a model (an image, a folder without one) in one line; warns
     when a two-stage preset's GAN stage starts from random weights."""
-    from eusr_perceptual.loading import check_model_path
-
     if needs_psnr_stage(config):
         log.warning("the preset's paper starts this GAN stage from its PSNR stage %s; without --init-from it "
                     "starts from random weights", config.psnr_stage)
@@ -81,8 +87,6 @@ def check_inputs(config: GANConfig) -> None:
 
 def load_trainable_generator(path: str) -> keras.Model:
     """A Keras generator from a ``.keras`` file or a run folder (SavedModels cannot train)."""
-    from eusr_perceptual.loading import load_generator
-
     generator = load_generator(path)
     if not isinstance(generator, keras.Model):
         raise ValueUsageError(f"{path} is a SavedModel; training needs the Keras generator (<run>/generator.keras)")
@@ -125,8 +129,6 @@ def build_gan_trainer(config: GANConfig, *, generator: keras.Model | None = None
     Weight initialisation is seeded by ``config.seed``. ``generator`` and ``resources``
     (e.g. ``{"aesthetic": model}``) replace what the config would load.
     """
-    from nima.model import load_predictor
-
     keras.utils.set_random_seed(config.seed)
     generator = generator if generator is not None else build_generator(config)
     discriminator = build_discriminator(config)
@@ -185,11 +187,6 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
             resources: Mapping[str, Any] | None = None) -> GANRunResult:
     """Trains ``config`` in ``run_dir`` (resuming it when asked), saves, exports and evaluates."""
     run_dir = Path(run_dir)
-    from eusr_perceptual.data.identity import data_identity
-    from eusr_perceptual.data.samplers import make_sampler
-    from eusr_perceptual.training.callbacks import TensorBoardImages
-    from eusr_perceptual.training.runs import RunOptions, fit_run
-
     check_inputs(config)
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
@@ -223,14 +220,10 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
     generator.save(Path(run_dir) / "generator.keras")
     exported = None
     if export_dir is not None:
-        from eusr_perceptual.serving.savedmodel import export_savedmodel
-
         exported = export_savedmodel(generator, export_dir, export_name)
     print(f"\nGenerator saved to {Path(run_dir) / 'generator.keras'}" + (f" and exported to {exported}" if exported else ""))
     table = None
     if eval_data:
-        from eusr_perceptual.pipelines.final_table import final_table
-
         baseline = load_trainable_generator(config.init_from) if config.producer == "multipass" else None
         table = final_table(config, generator, eval_data, Path(run_dir), baseline=baseline)
         print("\n" + table)

@@ -11,8 +11,17 @@ import keras
 import tensorflow as tf
 
 from eusr_perceptual.configs.pretrain import PretrainConfig
+from eusr_perceptual.data.identity import data_identity
+from eusr_perceptual.data.samplers import load_training_images, make_sampler
+from eusr_perceptual.evaluation.runner import Method
+from eusr_perceptual.inference import upscale_image
 from eusr_perceptual.models.eusr import EUSR
 from eusr_perceptual.models.precision import float32_copy
+from eusr_perceptual.pipelines.final_table import scale_sections
+from eusr_perceptual.resize import imresize, make_lr
+from eusr_perceptual.training.callbacks import TensorBoardImages, side_by_side
+from eusr_perceptual.training.pretrain import MultiScalePretrainer, pretrain_optimizer
+from eusr_perceptual.training.runs import RunOptions, fit_run
 from eusr_perceptual.training.strategy import is_chief
 from eusr_perceptual.training.xla import enable_xla
 
@@ -21,11 +30,6 @@ log = logging.getLogger(__name__)
 
 def sample_renderer(generator, image, scales, lr_side: int = 48):
     """bicubic | SR | HR strips of one held-out crop, per scale, for TensorBoard."""
-    from eusr_perceptual.resize import make_lr
-    from eusr_perceptual.inference import upscale_image
-    from eusr_perceptual.resize import imresize
-    from eusr_perceptual.training.callbacks import side_by_side
-
     def render():
         strips = {}
         for scale in scales:
@@ -40,8 +44,6 @@ def sample_renderer(generator, image, scales, lr_side: int = 48):
 def build_pretrainer(config: PretrainConfig, scale_for_step):
     """The compiled :class:`MultiScalePretrainer` of ``config``, weights seeded by ``config.seed``
     (call inside the strategy scope)."""
-    from eusr_perceptual.training.pretrain import MultiScalePretrainer, pretrain_optimizer
-
     keras.utils.set_random_seed(config.seed)
     trainer = MultiScalePretrainer(EUSR(config.model), scale_for_step)
     trainer.compile(optimizer=pretrain_optimizer(config), jit_compile=config.jit_compile)
@@ -52,13 +54,6 @@ def run_pretraining(config: PretrainConfig, run_dir: Path, *, resume: bool = Fal
                     strategy: tf.distribute.Strategy | None = None, eval_data: str | None = "skimage",
                     verbose: int | str = "auto") -> keras.Model:
     """Trains, checkpoints, saves ``generator.keras`` and prints the table; returns the generator."""
-    from eusr_perceptual.data.identity import data_identity
-    from eusr_perceptual.data.samplers import load_training_images, make_sampler
-    from eusr_perceptual.evaluation.runner import Method
-    from eusr_perceptual.training.callbacks import TensorBoardImages
-    from eusr_perceptual.pipelines.final_table import scale_sections
-    from eusr_perceptual.training.runs import RunOptions, fit_run
-
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
     scales = config.model.scales

@@ -3,7 +3,15 @@ dataset loaders and the NIMA training run end to end offline (the 4PP-EUSR demo 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from eusr_perceptual.data.samplers import load_training_images
+from eusr_perceptual.resize import imresize
+from nima.datasets.tid2013 import gaussian_distribution
 
 #: Side of the reference crops of the demo trees.
 DEMO_CROP = 128
@@ -11,11 +19,6 @@ DEMO_CROP = 128
 
 def distortions():
     """Distortion kinds of the demo score trees: (name, function(image uint8, level 1..4))."""
-    import io
-
-    import numpy as np
-    from PIL import Image, ImageFilter
-
     def blur(image, level):
         return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(0.7 * level)))
 
@@ -29,8 +32,6 @@ def distortions():
         return np.asarray(Image.open(buffer).convert("RGB"))
 
     def down_up(image, level):
-        from eusr_perceptual.resize import imresize
-
         return imresize(imresize(image, 1 / (1 + level)), output_shape=image.shape[:2])
 
     return (("blur", blur), ("noise", noise), ("jpeg", jpeg), ("bicubic", down_up))
@@ -43,12 +44,6 @@ def make_demo_score_trees(root: Path, seed: int = 0) -> dict[str, Path]:
     TID2013 tree: MOS on [0, 9] with std 0.7; the AVA tree: 100 votes around a mean that also
     favours sharpness over noise). Real-format trees, so the real loaders read them.
     """
-    import numpy as np
-    from PIL import Image
-
-    from eusr_perceptual.data.samplers import load_training_images
-    from nima.datasets.tid2013 import gaussian_distribution
-
     rng = np.random.default_rng(seed)
     references = []
     for image in load_training_images("skimage", scales=(), min_side=DEMO_CROP):

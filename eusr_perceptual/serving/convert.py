@@ -40,6 +40,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+from eusr_perceptual.data.images import load_rgb8
+from eusr_perceptual.data.sources import skimage_photograph_paths
 from eusr_perceptual.inference import routes_of, run_route
 from eusr_perceptual.loading import float_signature_name
 from eusr_perceptual.serving.graph_resize import halve_matlab_graph
@@ -147,9 +149,6 @@ def onnx_runner(path: str | Path) -> Callable[[np.ndarray], np.ndarray]:
 def reference_images(sizes: tuple[tuple[int, int], ...] = ((32, 32), (20, 28))) -> list[np.ndarray]:
     """Float32 batches of centre crops of the embedded held-out photographs, one batch per
     ``(height, width)`` (two sizes check the dynamic height and width)."""
-    from eusr_perceptual.data.images import load_rgb8
-    from eusr_perceptual.data.sources import skimage_photograph_paths
-
     photographs = [load_rgb8(path) for path in skimage_photograph_paths("held_out")]
 
     def centre(photograph: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -57,7 +57,7 @@ def serving_apis():
         MissingExtra: the package is not installed (it is in the ``export`` extra).
     """
     try:
-        from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+        from tensorflow_serving.apis import predict_pb2, prediction_log_pb2  # lazy: optional 'export' extra
     except ImportError as error:
         raise MissingExtra(
             "TF Serving warm-up requests need tensorflow-serving-api: pip install .[export] "

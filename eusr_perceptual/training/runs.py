@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable
 import keras
 import tensorflow as tf
 
+from eusr_perceptual.data.identity import check_same_data
 from eusr_perceptual.errors import UsageError
 from eusr_perceptual.files import write_json_atomically
 from eusr_perceptual.training.checkpoints import restore_run_checkpoint, run_checkpoint
@@ -103,8 +104,6 @@ def record_config(path: Path, config: Any, options: RunOptions, start_step: int,
     that, a resume whose ``data`` differs from the recorded one is refused
     (:class:`~eusr_perceptual.data.identity.DataChangedError`, naming the data).
     """
-    from eusr_perceptual.data.identity import check_same_data
-
     entry = {"config": config_to_dict(config), "run": config_to_dict(options), **({"data": data} if data else {})}
     if not path.is_file():
         write_json_atomically(path, entry)
