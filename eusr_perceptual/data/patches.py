@@ -51,10 +51,10 @@ def augment_into(patch: np.ndarray, out: np.ndarray, rotations: int, flip: bool)
     """Writes ``np.rot90(patch, rotations)`` (counter-clockwise quarter turns), then, when
     ``flip``, its horizontal mirror, into the C-contiguous uint8 array ``out`` of the result's shape.
 
-    OpenCV's SIMD copies, which release the GIL: a 384x384 RGB patch in 0.06-0.11 ms against
-    0.3 ms through PIL and 0.66 ms through numpy's strided views. The patch copies are most of
-    a batch's cost, and the tf.data workers run them in parallel only when the GIL is free
-    (``benchmarks/data_pipeline.py``: about 150 -> 300 EUSR batches/s on 2 cores).
+    OpenCV's SIMD copies, which release the GIL and are faster than PIL's or numpy's strided
+    views. The patch copies are most of a batch's cost, and the tf.data workers run them in
+    parallel only when the GIL is free (``benchmarks/data_pipeline.py``; the timings, per patch
+    and in batches/s before and after, are in docs/distributed.md).
     """
     operation = _AUGMENTATIONS.get((rotations % 4, bool(flip)))
     if operation is None:

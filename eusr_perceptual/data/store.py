@@ -1,9 +1,9 @@
 """Prepared patch stores: training data decoded and downscaled once, then memory-mapped.
 
-Loading DIV2K into memory decodes 800 PNGs (6.6 GB) and makes the MATLAB-bicubic LR of
-every image and scale (about 13 CPU-minutes at x2/x4/x8) at every start and every
-``--resume``. A store does that work once (``eusr-prepare``) and the trainers stream from it
-(``--data store:<path>``) with bounded memory and a start-up of milliseconds.
+Loading DIV2K into memory decodes its 800 PNGs and makes the MATLAB-bicubic LR of every image
+and scale at every start and every ``--resume``. A store does that work once (``eusr-prepare``)
+and the trainers stream from it (``--data store:<path>``) with bounded memory and no decoding
+at start-up (the measurements are in docs/distributed.md, "Measured").
 
 Layout of a store folder::
 
@@ -17,18 +17,15 @@ Every open checks the manifest, the layout and a sample checksum of each shard, 
 damage with one message (:mod:`~eusr_perceptual.data.store_integrity`); :meth:`PatchStore.verify`
 (``eusr-prepare --verify``) checks every shard's whole SHA-256.
 
-Format (measured by ``benchmarks/data_pipeline.py`` on this 2-core CPU, 800 synthetic
-2040x1356 images, one random 48x48 LR / 384x384 HR patch at x8, page cache warm): from a
-memory-mapped ``.npy`` 0.27-0.42 ms (only the patch's rows are touched); from a TFRecord of raw
-pixels 1.9-2.1 ms even with a record-offset index for random access and the LR left out (the
-whole 8.3 MB record is read and parsed); from PNG-encoded TFRecords (TFDS's format) 56-81 ms
-(decoding). The per-step batches must be a pure function of (seed, step) for exact resume,
-which needs random access, so the store keeps raw uint8 arrays, memory-mapped. Shards, not one
-file per image, keep the number of open mappings small (one per shard). A patch of a
-row-major 2040-px-wide image still reads most of its rows' pages (a 384-px HR patch: about
-2.3 MB), which matters when the store is not in the page cache: for stores larger than RAM,
-BasicSR's sub-images (``crop``/``step``) cut that about fourfold (rows of 480
-instead of 2040 px).
+Format: the per-step batches must be a pure function of (seed, step) for exact resume, which
+needs random access, so the store keeps raw uint8 arrays, memory-mapped: a random patch reads
+only its rows, where a TFRecord record is read and parsed whole (and, in TFDS's format, PNG-decoded);
+``benchmarks/data_pipeline.py`` times the three (docs/distributed.md, "Why memory-mapped arrays,
+not TFRecord"). Shards, not one file per image, keep the number of open mappings small (one
+per shard). A patch of a row-major 2040-px-wide image still reads most of its rows' pages (a
+384-px HR patch: about 2.3 MB), which matters when the store is not in the page cache: for
+stores larger than RAM, BasicSR's sub-images (``crop``/``step``) cut that about fourfold (rows
+of 480 instead of 2040 px).
 
 LR images are the source's shipped ones (DIV2K/Flickr2K ``X<s>`` folders) when present,
 otherwise :func:`~eusr_perceptual.resize.make_lr` under the store's resize convention;

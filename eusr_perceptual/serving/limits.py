@@ -1,8 +1,8 @@
 """Per-request limits of the encoded-image signatures, fixed at export from a memory budget.
 
 One encoded image is small (a 16 KB PNG of zeros says 4000x4000), what the server does with
-it is not: before these limits (issue 19) a 2000x2000 zero PNG took 7 GB for 15 s, a
-4000x4000 one killed the process, and the tiled signature took 6 GB for 116 s.
+it is not: before these limits (issue 19) such a PNG took gigabytes of memory for seconds to
+minutes, or killed the process (docs/serving.md, "Request limits", has the measurements).
 Each encoded-image signature now reads the image's size from its header
 (:mod:`eusr_perceptual.serving.header`) and refuses, before decoding, an image over its
 :class:`PixelLimit` with an ``InvalidArgument`` error naming the limit and what to do

@@ -20,8 +20,8 @@ The returned :class:`XlaChoice` goes into the run's config (:meth:`XlaChoice.as_
 
 Where it pays (``requested=None``, :func:`~eusr_perceptual.devices.xla_by_default`): with a GPU. On the 2-core x86
 CPU of ``docs/performance.md`` TensorFlow's own kernels (oneDNN) run EUSR's convolutions
-faster than XLA's CPU backend: the paper-size EUSR x4 pre-training step takes 1.3x the CPU
-time with XLA, inference too (with ``TF_ENABLE_ONEDNN_OPTS=0`` the two are even). Keras' own
+faster than XLA's CPU backend, in the pre-training step and in inference (the timings, and the
+A/B with ``TF_ENABLE_ONEDNN_OPTS=0`` that shows oneDNN is the difference, are there). Keras' own
 ``jit_compile="auto"`` also turns XLA off on CPU-only machines, and under ``tf.distribute``.
 """
 
