@@ -197,3 +197,37 @@ def load_generator(path: str | Path, what: str = "model"):
     model = SavedModelGenerator(target)
     model.provenance = None
     return model
+
+
+def start_discriminator_from(discriminator, path: str | Path, what: str = "--init-d-from") -> None:
+    """Copies the weights of a saved or released discriminator into ``discriminator`` (the
+    preset's D, built by the registry): a ``.keras`` discriminator, or BasicSR's released
+    VGG-style ``net_d`` ``.pth`` (converted in memory by :mod:`eusr_perceptual.importers`), so a
+    GAN stage can start from a released D. Every array must have the shape of the preset's.
+
+    Raises:
+        PathUsageError: ``path`` does not exist.
+        GeneratorLoadError: ``path`` is neither a ``.keras`` file nor a released weights file.
+        ValueUsageError: its arrays do not fit the preset's discriminator (another input size,
+            width or type), naming the first one that differs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PathUsageError(f"{what} not found: {path}")
+    if is_importable(path):
+        source = import_network(path).model
+    elif path.suffix == ".keras":
+        _check_keras_archive(path, what)
+        source = keras.models.load_model(path, compile=False)
+    else:
+        raise GeneratorLoadError(f"{what} {path} is not a discriminator file: expected a .keras file or a released "
+                                 f".pth ({', '.join(IMPORTABLE_SUFFIXES)})")
+    ours, theirs = discriminator.weights, source.weights
+    for index in range(max(len(ours), len(theirs))):
+        mine = tuple(ours[index].shape) if index < len(ours) else None
+        given = tuple(theirs[index].shape) if index < len(theirs) else None
+        if mine != given:
+            name = ours[index].path if index < len(ours) else theirs[index].path
+            raise ValueUsageError(f"{what} {path} does not fit the preset's discriminator: array {index} ({name}) is "
+                                  f"{given} in the file and {mine} in the preset (another input size, width or type?)")
+    discriminator.set_weights(source.get_weights())

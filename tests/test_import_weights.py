@@ -283,3 +283,27 @@ def test_a_file_that_is_no_graph_is_refused(tmp_path, capsys):
     source.write_bytes(b"\xff\xff not a protobuf")
     assert main([str(source), "--out", str(tmp_path / "out.keras")]) == 2
     assert "is not a TensorFlow GraphDef" in one_line_error(capsys)
+
+
+def test_a_gan_stage_starts_from_a_released_discriminator(tmp_path):
+    """Requirement 1c: BasicSR's net_d .pth (and the .keras it converts to) start the preset's
+    vgg_style D through --init-d-from; a D of another size is refused naming the array."""
+    from eusr_perceptual.configs.gan import GANConfig, terms
+    from eusr_perceptual.errors import ValueUsageError
+    from eusr_perceptual.pipelines.gan_run import build_discriminator
+
+    released = import_network(DATA / "vgg_style_basicsr.pth").model
+    base = GANConfig(generator={"type": "msrresnet", "num_feat": 8, "num_block": 1},
+                     discriminator={"type": "vgg_style", "base_channels": 2, "dense_units": 8},
+                     terms=terms(("l1", 1.0), ("adversarial", 1e-3)), scale=4, patch_size=16)
+    assert released.get_layer("input_size_check").size == base.hr_size == 64  # the fixture is a 64 px D
+    fresh = build_discriminator(base)
+    assert not all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), released.get_weights()))
+    keras_file = tmp_path / "d.keras"
+    assert main([str(DATA / "vgg_style_basicsr.pth"), "--out", str(keras_file)]) == 0
+    for source in (DATA / "vgg_style_basicsr.pth", keras_file):
+        started = build_discriminator(base.replace(init_d_from=str(source)))
+        for a, b in zip(started.get_weights(), released.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueUsageError, match=r"does not fit the preset's discriminator: array \d+ \(.*fc"):
+        build_discriminator(base.replace(patch_size=8, init_d_from=str(keras_file)))

@@ -43,6 +43,8 @@ class GANConfig(Config):
     generator: dict = setting({"type": "eusr"}, "generator spec", flag=False)
     discriminator: dict | None = setting(None, "discriminator spec (None: PSNR stage, pixel terms only)", flag=False)
     init_from: str = setting("", "start from this generator: a .keras file or a run folder (its generator.keras)")
+    init_d_from: str = setting("", "start the discriminator from this file: a .keras discriminator or BasicSR's "
+                                   "released net_d .pth (converted in memory); it must fit the preset's D")
     psnr_stage: str = setting("", "preset of the PSNR stage this GAN stage starts from (two-stage training)",
                               flag=False)
     # How SR images are made and judged.

@@ -22,7 +22,7 @@ from eusr_perceptual.configs.gan import GANConfig
 from eusr_perceptual.data.identity import data_identity
 from eusr_perceptual.data.samplers import make_sampler
 from eusr_perceptual.errors import PathUsageError, ValueUsageError
-from eusr_perceptual.loading import check_model_path, load_generator
+from eusr_perceptual.loading import check_model_path, load_generator, start_discriminator_from
 from eusr_perceptual.losses.adversarial import get_objective
 from eusr_perceptual.models.precision import float32_copy
 from eusr_perceptual.models.registry import build_network
@@ -74,6 +74,8 @@ def check_inputs(config: GANConfig) -> None:
         log.warning("the preset's paper starts this GAN stage from its PSNR stage %s; without --init-from it "
                     "starts from random weights", config.psnr_stage)
 
+    if config.init_d_from and not Path(config.init_d_from).is_file():
+        raise MissingInputError(f"the discriminator of --init-d-from is not found at {config.init_d_from}")
     needed = {"init_from": bool(config.init_from), **{name: True for name in config.predictors}}
     for name, is_needed in needed.items():
         path = getattr(config, name)
@@ -119,7 +121,10 @@ def build_generator(config: GANConfig) -> keras.Model:
 def build_discriminator(config: GANConfig) -> keras.Model | None:
     if config.discriminator is None:
         return None
-    return build_network(config.discriminator, "discriminator", input_size=config.hr_size)
+    discriminator = build_network(config.discriminator, "discriminator", input_size=config.hr_size)
+    if config.init_d_from:
+        start_discriminator_from(discriminator, config.init_d_from)
+    return discriminator
 
 
 def build_gan_trainer(config: GANConfig, *, generator: keras.Model | None = None,
