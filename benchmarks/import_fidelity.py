@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """On-demand check that released-size files convert and match their sources (issue 22).
 
-    python tests/data/make_import_fixtures.py --full-size --out /tmp/full       # needs PyTorch
-    python tests/data/make_eusr_graph_fixture.py --paper-size --out /tmp/full
+    python tests/fixtures/make_import_fixtures.py --full-size --out /tmp/full       # needs PyTorch
+    python tests/fixtures/make_eusr_graph_fixture.py --paper-size --out /tmp/full
     python benchmarks/import_fidelity.py /tmp/full
 
 The fixture scripts write networks of the released sizes (RRDBNet 64 / 23 / 32 in BasicSR,

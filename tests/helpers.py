@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -11,6 +13,11 @@ from eusr_perceptual.configs.demo import demo_version
 from eusr_perceptual.configs.gan import GANConfig
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from nima.model import MeanScore
+
+#: The repository and the committed test fixtures (files in the real formats, with the scripts
+#: that made them).
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
 
 TINY_EUSR = EUSRConfig(channels=8, shared_blocks=1, upscale_blocks=0, scale_aware_blocks=1)
 

@@ -53,7 +53,7 @@ def test_presets_have_descriptions_unique_term_names_and_known_parts():
 
 
 def test_the_docs_preset_table_lists_every_preset_as_the_code_defines_it():
-    table = (Path(__file__).resolve().parents[1] / "docs" / "gan.md").read_text()
+    table = (Path(__file__).resolve().parents[2] / "docs" / "gan.md").read_text()
     for name, config in PRESETS.items():
         assert f"| `{name}` | {config.description} |" in table, name
         assert f"| {config.formula()} |" in table, name
@@ -103,7 +103,7 @@ def test_the_readme_example_composes_a_gan_that_trains(monkeypatch, shared_backb
 
     from eusr_perceptual.pipelines import gan_run
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     code = re.search(r"A new GAN is a preset:\n\n```python\n(.*?)```", readme, re.S).group(1)
     captured = {}
     monkeypatch.setattr(gan_run, "run_gan", lambda config, run_dir: captured.update(config=config, run_dir=run_dir))

@@ -20,7 +20,7 @@ from nima.export import ExportedPredictor
 from nima.model import FEATURE_SIZE, count_parameters, load_predictor
 from test_nima_data import make_ava_tree, make_tid_tree
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMOKE = ["--weights", "none", "--crop-size", "32", "--phase1-batch-size", "4", "--phase2-batch-size", "4",
          "--run-eagerly", "--quiet"]
 

@@ -28,7 +28,7 @@ from eusr_perceptual.serving.warmup import WARMUP_FILE, read_warmup_requests
 from nima.export import export_predictor
 from nima.model import build_nima
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROUTES = {"x2": 2, "x4": 4, "x8": 8, "x2x2": 4, "x8down": 4}
 TENSOR_SIGNATURES = {f"{'upscale' if r[1:].isdigit() else 'path'}_{r}{kind}" for r in ROUTES for kind in ("", "_float")}
 PNG_SIGNATURES = {f"{'upscale' if r[1:].isdigit() else 'path'}_{r}{kind}" for r in ROUTES for kind in ("_png", "_png_tiled")}

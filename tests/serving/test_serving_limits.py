@@ -15,7 +15,7 @@ from eusr_perceptual.serving.memory import RUNTIME_FACTOR, bytes_per_pixel, peak
 from helpers import TEST_NETWORKS, tiny_eusr
 
 MIB = 2**20
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = (REPO / "docs" / "serving.md").read_text()
 
 

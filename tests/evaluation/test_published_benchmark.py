@@ -12,9 +12,10 @@ from PIL import Image
 
 from eusr_perceptual.resize import make_lr
 from eusr_perceptual.resize import imresize_uint8
+from helpers import FIXTURES
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).resolve().parents[2]
+DATA = FIXTURES
 
 
 def test_published_numbers_are_printed_beside_the_measured_ones(tmp_path, monkeypatch, capsys, request):

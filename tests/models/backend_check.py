@@ -1,4 +1,4 @@
-"""Run by tests/test_backends.py as ``KERAS_BACKEND=<backend> python tests/backend_check.py
+"""Run by tests/models/test_backends.py as ``KERAS_BACKEND=<backend> python tests/models/backend_check.py
 <folder>``: checks every network of ``<folder>/cases.json`` under that backend and prints one
 JSON line of results (largest absolute differences on the [0, 255] scale).
 

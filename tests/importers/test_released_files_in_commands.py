@@ -13,8 +13,9 @@ from PIL import Image
 from eusr_perceptual.configs.presets import FOURPP_EUSR, PRESETS
 from eusr_perceptual.loading import load_generator
 from eusr_perceptual.pipelines.gan_run import build_generator, check_inputs
+from helpers import FIXTURES
 
-DATA = Path(__file__).parent / "data"
+DATA = FIXTURES
 OUTPUTS = np.load(DATA / "import_fixture_outputs.npz")
 RRDBNET = DATA / "rrdbnet_basicsr.pth"
 

@@ -21,7 +21,7 @@ from eusr_perceptual.metrics.niqe import niqe
 from eusr_perceptual.metrics.vif import vifp
 from eusr_perceptual.resize import RESIZE_CONVENTIONS, imresize, imresize_uint8, to_uint8_matlab
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def save(path: Path, image: np.ndarray) -> Path:

@@ -23,7 +23,7 @@ from eusr_perceptual.metrics.lpips import BACKBONE_CONVS, CHANNELS, LPIPSUnavail
 from eusr_perceptual.importers.lpips import TORCHVISION_FEATURE_INDICES, convert_lpips_weights, save_lpips_weights
 from eusr_perceptual.importers.torch_files import MAX_ELEMENTS, MAX_EXPANSION, TorchFileError, read_torch_state_dict
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # torchvision conv shapes [out, in, kh, kw] of alexnet().features.
 ALEX_SHAPES = [(64, 3, 11, 11), (192, 64, 5, 5), (384, 192, 3, 3), (256, 384, 3, 3), (256, 256, 3, 3)]

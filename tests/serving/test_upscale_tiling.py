@@ -23,7 +23,7 @@ from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.loading import GeneratorLoadError, load_generator
 from eusr_perceptual.resize import imresize, round_to_uint8_tf, to_uint8_matlab
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Receptive-field radius of the tiny EUSR's x4 path in LR pixels is about 33 (x8: 36): an
 # overlap of 40 makes tiles see everything the whole image would.
 FULL_CONTEXT = 40

@@ -2,7 +2,7 @@
 BasicSR releases and the 4PP-EUSR authors' frozen TF1 graphs, converted by
 ``eusr-import-weights`` or in memory by ``load_generator``, reproduce their sources' outputs.
 
-The fixtures in tests/data/ are small networks in the real formats with their sources' own
+The fixtures in tests/fixtures/ are small networks in the real formats with their sources' own
 outputs, written by ``make_import_fixtures.py`` (PyTorch) and ``make_eusr_graph_fixture.py``
 (TensorFlow 1 graph mode). PyTorch is not needed here: the files are read without it.
 """
@@ -31,8 +31,9 @@ from eusr_perceptual.importers import PROVENANCE_ENTRY
 from eusr_perceptual.loading import check_model_path, load_generator
 from eusr_perceptual.models.multipass import halve
 from eusr_perceptual.resize import imresize_tf
+from helpers import FIXTURES
 
-DATA = Path(__file__).parent / "data"
+DATA = FIXTURES
 OUTPUTS = np.load(DATA / "import_fixture_outputs.npz")
 GRAPH_OUTPUTS = np.load(DATA / "tiny_4pp_eusr_outputs.npz")
 #: The issue's tolerance on the 0..255 scale.

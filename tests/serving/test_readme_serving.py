@@ -11,7 +11,7 @@ model_server_config_pb2 = pytest.importorskip(
     "tensorflow_serving.config.model_server_config_pb2", reason="tensorflow-serving-api is the [export] extra")
 from google.protobuf import text_format  # noqa: E402  (protobuf comes with tensorflow-serving-api)
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 SECTION = README[README.index("## Serving the four models side by side"):README.index("## Package layout")]
 
 

@@ -2,7 +2,7 @@
 split per replica, and a real two-worker MultiWorkerMirroredStrategy run on localhost that
 matches the single-process run and resumes exactly after its workers are restarted.
 
-Run as a script (``python tests/test_multi_worker.py '<json>'``) this file is one worker.
+Run as a script (``python tests/training/test_multi_worker.py '<json>'``) this file is one worker.
 """
 
 import json
@@ -18,7 +18,7 @@ import pytest
 
 CONFIG = {"channels": 4, "shared_blocks": 1, "upscale_blocks": 1, "scales": (2, 4), "scale_aware_blocks": 1}
 PATCH, BATCH = 8, 4
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORKER_TIMEOUT = 240  # seconds for each two-worker launch (import, build, trace, train, save)
 
 

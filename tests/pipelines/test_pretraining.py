@@ -164,7 +164,7 @@ def test_mixed_precision_scales_the_loss_and_keeps_float32_outputs(images, tmp_p
 def test_xla_compiled_steps_train(images, tmp_path):
     """The premise first: op determinism is off (the conftest fixture restores it after any
     test that turns it on), otherwise Keras silently compiles without XLA; the trainer still
-    has jit_compile after fit (no silent fallback). tests/test_xla.py proves XLA compiled with
+    has jit_compile after fit (no silent fallback). tests/training/test_xla.py proves XLA compiled with
     a step only XLA can run."""
     from tensorflow.python.framework.config import is_op_determinism_enabled
 

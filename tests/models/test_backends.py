@@ -2,7 +2,7 @@
 saved as ``.keras`` under TensorFlow, loads under JAX and PyTorch and gives TensorFlow's output
 within 1e-4 on [0, 255]; each builds, runs, saves and loads under those backends; the networks
 import and build with TensorFlow absent. Each backend runs in its own subprocess
-(``tests/backend_check.py``), all networks in one; a backend that is not installed skips
+(``tests/models/backend_check.py``), all networks in one; a backend that is not installed skips
 (``pip install "jax[cpu]" "torch==2.13.0+cpu"``, the ``backends`` extra and docs/performance.md).
 """
 
@@ -24,7 +24,7 @@ from eusr_perceptual.models.common import depth_to_space
 from eusr_perceptual.models.registry import ROLES, build_network, registered_networks
 from helpers import TEST_NETWORKS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BACKENDS = ("jax", "torch")
 TOLERANCE = 1e-4
 #: Discriminator input side (divisible by 32 for the VGG-style one); generator LR input, not
@@ -122,7 +122,7 @@ def saved_under_tensorflow(tmp_path_factory):
 
 
 def _check_under(backend: str, folder: Path) -> dict:
-    """The JSON of ``tests/backend_check.py`` run on ``folder`` under ``backend``."""
+    """The JSON of ``tests/models/backend_check.py`` run on ``folder`` under ``backend``."""
     run = subprocess.run([sys.executable, str(REPO / "tests" / "backend_check.py"), str(folder)],
                          env=_backend_env(backend), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, f"{backend}:\n{run.stderr[-4000:]}"
