@@ -197,7 +197,7 @@ def test_generator_steps_never_change_the_discriminator():
 
     d_before = [np.array(v) for v in discriminator.trainable_variables]
     g_before = [np.array(v) for v in trainer.generator.trainable_variables]
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as tape:
         sr = trainer.producer(trainer.generator, lr)
     trainer._generator_update(tape, lr, hr, sr)
     assert all(np.array_equal(a, np.array(b)) for a, b in zip(d_before, discriminator.trainable_variables))

@@ -89,7 +89,7 @@ def test_discriminator_update_changes_only_d_and_generator_update_only_g():
     lr, hr = first_batch()
     models = trainer_models(trainer)
     before = snapshot(models)
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as tape:
         sr = trainer.producer(trainer.generator, lr)
     assert sr.shape == (6, HR_SIZE, HR_SIZE, 3)  # 3 paths x 2 patches
     values = trainer._discriminator_updates(hr, sr)

@@ -223,7 +223,7 @@ class GANTrainer(keras.Model):
         values = {}
         if self.discriminator is not None:
             real, fake = self._discriminate_pair(hr, sr)
-            values.update(self._discriminator_values(real, fake))
+            values.update(self._discriminator_values(real, fake)[0])
         values.update(self._generator_terms(self._context(lr, hr, sr)))
         return self._record(values)
 
@@ -251,20 +251,20 @@ class GANTrainer(keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def _d_first_step(self, lr, hr):
-        with tf.GradientTape() as g_tape:
+        with tf.GradientTape(persistent=True) as g_tape:
             sr = self.producer(self.generator, lr, training=True)
         d_values = self._discriminator_updates(hr, sr) if self.discriminator is not None else {}
         return {**self._generator_update(g_tape, lr, hr, sr), **d_values}
 
     def _g_first_step(self, lr, hr):
-        with tf.GradientTape() as g_tape:
+        with tf.GradientTape(persistent=True) as g_tape:
             sr = self.producer(self.generator, lr, training=True)
         g_values = self._generator_update(g_tape, lr, hr, sr)
         d_values = self._discriminator_updates(hr, sr) if self.discriminator is not None else {}
         return {**g_values, **d_values}
 
     def _simultaneous_step(self, lr, hr):
-        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+        with tf.GradientTape(persistent=True) as g_tape, tf.GradientTape(persistent=True) as d_tape:
             sr = self.producer(self.generator, lr, training=True)
             features = self.feature_discriminator is not None
             real, fake = self._discriminate_pair(hr, sr, features)
@@ -272,23 +272,27 @@ class GANTrainer(keras.Model):
             if features:
                 (real, real_maps), (fake, fake_maps) = real, fake
                 known["features"] = (fake_maps, [tf.stop_gradient(m) for m in real_maps])
-            d_values = self._discriminator_values(real, fake, hr, sr)
+            d_values, d_parts = self._discriminator_values(real, fake, hr, sr)
             terms = self._generator_terms(self._context(lr, hr, sr, real_logits=tf.stop_gradient(real),
                                                         fake_logits=fake, **known))
-        minimize(self.d_optimizer, d_values["d_loss"], d_tape, self.discriminator.trainable_variables)
+            g_parts = self._weighted(terms)
+        minimize(self.d_optimizer, d_parts, d_tape, self.discriminator.trainable_variables)
         self.objective.after_discriminator_update(self.discriminator)
-        self._apply_generator(terms["loss"], g_tape)
+        self._apply_generator(g_parts, g_tape, sr)
         return {**terms, **d_values}
 
     def _generator_update(self, tape: tf.GradientTape, lr, hr, sr) -> dict[str, tf.Tensor]:
-        """The G update; ``tape`` recorded ``sr`` and resumes recording for the losses."""
+        """The G update; ``tape`` (persistent) recorded ``sr`` and resumes recording for the losses."""
         with tape:
             terms = self._generator_terms(self._context(lr, hr, sr))
-        self._apply_generator(terms["loss"], tape)
+            parts = self._weighted(terms)
+        self._apply_generator(parts, tape, sr)
         return terms
 
-    def _apply_generator(self, loss, tape) -> None:
-        minimize(self.optimizer, loss, tape, self.producer.variables(self.generator))
+    def _apply_generator(self, parts, tape, sr) -> None:
+        """The G update from its weighted terms (``parts``), summed in a fixed order at ``sr``
+        (:func:`~eusr_perceptual.training.gradients.minimize`: seeded runs reproduce)."""
+        minimize(self.optimizer, parts, tape, self.producer.variables(self.generator), through=sr)
         if self.generator_ema is not None:
             decay = self.schedule.ema_decay
             for average, value in zip(self.generator_ema.weights, self.generator.weights):
@@ -299,10 +303,10 @@ class GANTrainer(keras.Model):
         sr = tf.stop_gradient(sr)
         first = None
         for _ in range(self.schedule.d_steps):
-            with tf.GradientTape() as tape:
+            with tf.GradientTape(persistent=True) as tape:
                 real, fake = self._discriminate_pair(hr, sr)
-                values = self._discriminator_values(real, fake, hr, sr)
-            minimize(self.d_optimizer, values["d_loss"], tape, self.discriminator.trainable_variables)
+                values, parts = self._discriminator_values(real, fake, hr, sr)
+            minimize(self.d_optimizer, parts, tape, self.discriminator.trainable_variables)
             self.objective.after_discriminator_update(self.discriminator)
             first = first or values
         return first
@@ -332,19 +336,24 @@ class GANTrainer(keras.Model):
         logits, maps = both
         return ((logits[:count], [m[:count] for m in maps]), (logits[count:], [m[count:] for m in maps]))
 
-    def _discriminator_values(self, real, fake, hr=None, sr=None) -> dict[str, tf.Tensor]:
-        loss = self.objective.d_loss(real, fake)
+    def _discriminator_values(self, real, fake, hr=None, sr=None) -> tuple[dict[str, tf.Tensor], list[tf.Tensor]]:
+        """The logged D values and the parts of ``d_loss``: the objective's loss and (with
+        ``hr`` and ``sr``) its penalty, for :func:`minimize` to add in a fixed order."""
+        parts = [self.objective.d_loss(real, fake)]
         values = {"d_real": self.objective.statistic(real), "d_fake": self.objective.statistic(fake)}
         if "d_penalty" in self.trackers and hr is not None:
-            penalty = self.objective.penalty(self.discriminator, hr, sr)
-            values["d_penalty"] = penalty
-            loss = loss + penalty
-        return {"d_loss": loss, **values}
+            values["d_penalty"] = self.objective.penalty(self.discriminator, hr, sr)
+            parts.append(values["d_penalty"])
+        return {"d_loss": tf.add_n(parts), **values}, parts
 
     def _generator_terms(self, context: StepContext) -> dict[str, tf.Tensor]:
         values = {term.name: term(context) for term in self.terms}
-        values["loss"] = tf.add_n([term.weight * values[term.name] for term in self.terms])
+        values["loss"] = tf.add_n(self._weighted(values))
         return values
+
+    def _weighted(self, values: dict[str, tf.Tensor]) -> list[tf.Tensor]:
+        """Each term's weighted value (the parts of the G loss)."""
+        return [term.weight * values[term.name] for term in self.terms]
 
     def describe(self) -> str:
         """``loss = 0.03 * l_r + ...`` with the objective, producer and schedule."""
