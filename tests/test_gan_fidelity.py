@@ -10,8 +10,8 @@ import tensorflow as tf
 from eusr_perceptual.configs.presets import PRESETS
 from eusr_perceptual.losses.pixel import MSE
 from eusr_perceptual.losses.registry import Resources, build_terms
-from eusr_perceptual.pipelines.gan_run import build_gan_trainer
-from eusr_perceptual.models.registry import with_features
+from eusr_perceptual.pipelines.gan_run import build_gan_trainer, gan_optimizer
+from eusr_perceptual.models.registry import build_network, with_features
 from eusr_perceptual.training.context import StepContext
 from helpers import make_dataset, snapshot, tiny_preset
 
@@ -197,3 +197,38 @@ def test_two_seeded_dual_perceptual_runs_give_identical_weights(preset):
     for name in ("g", "d"):
         for a, b in zip(runs[0][name], runs[1][name]):
             np.testing.assert_array_equal(a, b)
+
+
+def test_msrresnet_psnr_follows_basicsr_cosine_annealing_with_restarts_and_ema():
+    """Item 8: BasicSR's train_MSRResNet_x4.yml: lr 2e-4, CosineAnnealingRestartLR with periods
+    4 x 250,000, restart weights 1, eta_min 1e-7; ema_decay 0.999; 1,000,000 steps."""
+    config = PRESETS["msrresnet_psnr"]
+    assert (config.steps, config.ema_decay, config.lr_milestones) == (1_000_000, 0.999, ())
+    schedule = gan_optimizer(config, config.g_learning_rate)._learning_rate  # the schedule object
+    assert isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
+    for step in (0, 1, 62_500, 125_000, 249_999, 250_000, 400_000, 999_999):
+        t = step % 250_000
+        basicsr = 1e-7 + 0.5 * (2e-4 - 1e-7) * (1 + np.cos(np.pi * t / 250_000))
+        assert float(schedule(step)) == pytest.approx(basicsr, rel=1e-4, abs=1e-10), step
+
+
+def test_pan_schedule_reading_and_wgan_critic_updates():
+    """Item 4: "100 iteration rounds" at batch 16 read as 100 epochs of DIV2K's 800 images
+    (5,000 generator updates); the WGAN critics take n_critic = 5 updates (WGAN-GP's and WGAN's
+    Algorithm 1), the RaGAN-without-log presets ESRGAN's one."""
+    for name, config in PRESETS.items():
+        if name.startswith("pan_"):
+            assert config.steps == 100 * 800 // 16 and config.steps % config.checkpoint_every == 0
+            assert config.d_steps == (5 if config.objective in ("wgan_gp", "wgan") else 1), name
+
+
+def test_srresnet_parameter_counts_in_its_docstring():
+    """Item 8: SRResNet at x4 has 1,550,659 trainable parameters and 4,224 non-trainable ones
+    (moving mean and variance of 33 BatchNorm layers of 64 channels)."""
+    from eusr_perceptual.models import srresnet
+
+    model = build_network({"type": "srresnet"}, "generator", scale=4)
+    model.build()
+    counts = [sum(int(np.prod(w.shape)) for w in weights) for weights in (model.trainable_weights,
+                                                                          model.non_trainable_weights)]
+    assert counts == [1_550_659, 33 * 64 * 2] and "4,224 non-trainable" in srresnet.__doc__

@@ -80,6 +80,9 @@ class GANConfig(Config):
     d_learning_rate: float = setting(1e-4, "discriminator learning rate", resumable=True)
     lr_milestones: tuple[int, ...] = setting((), "steps at which both learning rates are multiplied by lr_gamma")
     lr_gamma: float = setting(0.5, "learning-rate factor at each milestone")
+    lr_restart_period: int = setting(0, "steps of each cosine-annealing period, restarted at the full rate "
+                                        "(BasicSR CosineAnnealingRestartLR); 0: lr_milestones")
+    lr_min: float = setting(0.0, "the rate each cosine period anneals to (BasicSR eta_min)")
     adam_beta_1: float = setting(0.9, "Adam beta_1 (both networks)")
     adam_beta_2: float = setting(0.999, "Adam beta_2 (both networks)")
     adam_epsilon: float = setting(1e-8, "Adam epsilon (both networks)")
@@ -102,6 +105,8 @@ class GANConfig(Config):
         adversarial = [spec.name for spec in self.active_terms if spec.kind in ("adversarial", "feature_matching")]
         if adversarial and self.discriminator is None:
             raise ConfigError(f"terms {adversarial} need a discriminator")
+        if self.lr_restart_period < 0 or (self.lr_restart_period and self.lr_milestones):
+            raise ConfigError("lr_restart_period must be >= 0, and cosine restarts exclude lr_milestones")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.producer == "multipass" and self.scale != 4:

@@ -97,7 +97,8 @@ FOURPP_DEMO = FOURPP_EUSR.replace(
 # -- SRResNet / SRGAN (Ledig et al. 2017), the 4PP-EUSR Table 1 baselines -------------------
 # LR 24 -> HR 96, batch 16, Adam beta_1 0.9, lr 1e-4; SRGAN from SRResNet-MSE, 1e5 updates at
 # 1e-4 then 1e5 at 1e-5; l_SR = l_X + 1e-3 l_Gen; VGG features rescaled by 1/12.75; the VGG loss is
-# eq. 5's squared Euclidean distance normalised by W H, after the activation.
+# eq. 5's squared Euclidean distance normalised by W H, after the activation. Data: DIV2K, where
+# Ledig et al. trained on 350 thousand ImageNet images (section 3.2); --data chooses another set.
 
 _LEDIG = GANConfig(generator={"type": "srresnet"}, discriminator=None, scale=4, batch_size=16, patch_size=24,
                    g_learning_rate=1e-4, d_learning_rate=1e-4, adam_beta_1=0.9, adam_beta_2=0.999, steps=1_000_000,
@@ -146,9 +147,12 @@ _PSNR = _BASICSR_GAN.replace(discriminator=None, terms=terms(("l1", 1.0, {"name"
                              steps=1_000_000)
 
 BASICSR_PRESETS: dict[str, GANConfig] = {
+    # BasicSR's options/train/SRResNet_SRGAN/train_MSRResNet_x4.yml: CosineAnnealingRestartLR
+    # (periods 4 x 250k, restart weights 1, eta_min 1e-7), ema_decay 0.999.
     "msrresnet_psnr": _PSNR.replace(
-        description="MSRResNet PSNR model (BasicSR; DP's SRGAN-DP generator): l = L1, lr 2e-4 halved every 2e5 of 1e6",
-        generator={"type": "msrresnet"}),
+        description="MSRResNet PSNR model (BasicSR train_MSRResNet_x4.yml; DP's SRGAN-DP generator): l = L1, lr 2e-4 "
+                    "cosine-annealed to 1e-7, restarted every 2.5e5 of 1e6, EMA 0.999",
+        generator={"type": "msrresnet"}, lr_milestones=(), lr_restart_period=250_000, lr_min=1e-7, ema_decay=0.999),
     "msrgan": _BASICSR_GAN.replace(
         description="MSRGAN (BasicSR; DP's SRGAN-DP base): l = 1e-2 L1 + VGG54pre L1 + 5e-3 vanilla GAN, 128 px HR",
         generator={"type": "msrresnet"}, objective="vanilla", terms=terms(_L1, _VGG54_PRE, _GAN_5E3),
@@ -251,12 +255,21 @@ AFM_PRESETS: dict[str, GANConfig] = {
 # 5e-3 adversarial) with eq. 6's MSE and eq. 7's squared-L2 VGG content (VGG54 before activation,
 # as ESRGAN). WGAN: gradient penalty by default (its optimiser setting is WGAN-GP's); the critic
 # has no BatchNormalization. TV (eq. 5, beta 2): weight PAN_TV_WEIGHT (the paper gives none).
+# Schedule (section 2.4: "the number of iteration rounds is 100, batchsize = 16"): read as 100
+# epochs of DIV2K's 800 training images, one patch per image and epoch, 800 / 16 = 50 steps per
+# epoch, PAN_STEPS = 5,000 generator updates (100 updates would not train; nothing in the text
+# supports the 100,000 steps this preset had). The WGAN critics take n_critic = 5 updates per
+# generator update, Algorithm 1 of both WGAN papers (Arjovsky: with clipping c 0.01; Gulrajani:
+# with lambda 10 and Adam (1e-4, 0, 0.9), the optimiser Pan reports), the paper saying nothing
+# otherwise; the k updates reuse the step's batch (Algorithm 1 draws a new one for each).
 
 PAN_TV_WEIGHT = 1e-3
+PAN_STEPS = 100 * 800 // 16
+WGAN_CRITIC_STEPS = 5
 _PAN = GANConfig(generator={"type": "rrdbnet"}, discriminator={"type": "vgg_style", "batch_norm": False},
                  objective="wgan_gp", scale=4, batch_size=16, patch_size=32, g_learning_rate=1e-4,
-                 d_learning_rate=1e-4, adam_beta_1=0.0, adam_beta_2=0.9, steps=100_000, checkpoint_every=5_000,
-                 order="d_first", data="div2k:data/DIV2K")
+                 d_learning_rate=1e-4, adam_beta_1=0.0, adam_beta_2=0.9, steps=PAN_STEPS, checkpoint_every=500,
+                 order="d_first", d_steps=WGAN_CRITIC_STEPS, data="div2k:data/DIV2K")
 _PAN_PIXEL = ("mse", 1e-2, {"name": "l_pixel", "unit_range": True})
 # Content losses as eqs. 7-8 write them: the squared L2 norm over channels averaged over positions
 # ("squared_l2"), C times the per-element MSE. Weight 1/C keeps what the presets intend, ESRGAN's
@@ -269,13 +282,13 @@ _PAN_VGG = _vgg("block5_conv4", "l_content", weight=1 / 512, before_activation=T
 _PAN_RESNET = ("resnet", 1 / 1024, {"name": "l_content", "beta": "3,6", "distance": "squared_l2"})
 _PAN_ADV = ("adversarial", 5e-3, {"name": "l_adv"})
 _PAN_VARIANTS = {
-    "pan_wgan": ("Pan Table 1 'WGAN loss': WGAN-GP critic, l = 1e-2 MSE + VGG54pre content (eq. 7, squared L2)/512 "
+    "pan_wgan": ("Pan Table 1 'WGAN loss': WGAN-GP critic (n_critic 5), l = 1e-2 MSE + VGG54pre content (eq. 7, squared L2)/512 "
                  "+ 5e-3 l_adv",
                  {}, terms(_PAN_PIXEL, _PAN_VGG, _PAN_ADV)),
-    "pan_wgan_clip": ("Pan Table 1 WGAN with weight clipping (0.01) instead of the gradient penalty",
+    "pan_wgan_clip": ("Pan Table 1 WGAN with weight clipping (0.01, n_critic 5) instead of the gradient penalty",
                       {"objective": "wgan"}, terms(_PAN_PIXEL, _PAN_VGG, _PAN_ADV)),
     "pan_ragan_nolog": ("Pan Table 1 'ESRGAN loss': RaGAN without logarithms, VGG-style D with BN",
-                        {"objective": "ragan_nolog", "discriminator": {"type": "vgg_style"}},
+                        {"objective": "ragan_nolog", "discriminator": {"type": "vgg_style"}, "d_steps": 1},
                         terms(_PAN_PIXEL, _PAN_VGG, _PAN_ADV)),
     "pan_wgan_tv": (f"Pan Table 2: WGAN + TV (eq. 5, beta 2, weight {PAN_TV_WEIGHT:g})", {},
                     terms(_PAN_PIXEL, _PAN_VGG, _PAN_ADV, ("tv", PAN_TV_WEIGHT, {"name": "l_tv", "beta": 2.0}))),

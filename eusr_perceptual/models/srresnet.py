@@ -8,7 +8,8 @@ activation (the activation acts on the C channels after the shuffle).
 * :class:`SRResNet` (Ledig et al. 2017, Fig. 4): 9x9 conv + PReLU; 16 residual blocks
   conv-BN-PReLU-conv-BN (+ skip); conv-BN + long skip; two sub-pixel x2 upsamplers with
   PReLU; 9x9 output conv. Per-channel PReLU (``shared_axes=[1, 2]``, alpha 0.25 at start as
-  in He et al.), 1,550,659 trainable parameters at x4 (+2,176 BN moving statistics). LR in
+  in He et al.), 1,550,659 trainable parameters at x4 (+4,224 non-trainable: the moving mean
+  and variance of its 33 BN layers of 64 channels). LR in
   [0, 1], HR in [-1, 1] (the paper's ranges); no output activation (Fig. 4 has none).
   Initialisation is not stated in the paper: Glorot-uniform kernels, zero biases.
 * :class:`MSRResNet` (BasicSR ``MSRResNet``; the DP authors' SRGAN-DP generator,

@@ -96,9 +96,15 @@ def load_trainable_generator(path: str) -> keras.Model:
 
 
 def gan_optimizer(config: GANConfig, learning_rate: float) -> keras.optimizers.Adam:
-    """Adam with the config's betas/epsilon; the rate multiplied by ``lr_gamma`` at each milestone."""
+    """Adam with the config's betas/epsilon; the rate multiplied by ``lr_gamma`` at each milestone,
+    or cosine-annealed from ``learning_rate`` to ``lr_min`` over each ``lr_restart_period`` steps
+    and restarted (BasicSR's CosineAnnealingRestartLR with equal periods and restart weights 1:
+    ``lr_min + (rate - lr_min) (1 + cos(pi t / period)) / 2``, t counted from the last restart)."""
     rate = learning_rate
-    if config.lr_milestones:
+    if config.lr_restart_period:
+        rate = keras.optimizers.schedules.CosineDecayRestarts(
+            learning_rate, config.lr_restart_period, t_mul=1.0, m_mul=1.0, alpha=config.lr_min / learning_rate)
+    elif config.lr_milestones:
         values = [learning_rate * config.lr_gamma ** i for i in range(len(config.lr_milestones) + 1)]
         rate = keras.optimizers.schedules.PiecewiseConstantDecay(list(config.lr_milestones), values)
     return keras.optimizers.Adam(rate, beta_1=config.adam_beta_1, beta_2=config.adam_beta_2,
