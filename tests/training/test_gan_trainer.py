@@ -17,14 +17,14 @@ from eusr_perceptual.training.gan import GANTrainer, Schedule
 from eusr_perceptual.pipelines.gan_run import build_gan_trainer, render_samples
 from eusr_perceptual.training.producers import MultiPass, SinglePath
 from eusr_perceptual.training.runs import RunOptions, fit_run
-from helpers import (assert_short_run_changes_only_g_and_d, changed, make_dataset, snapshot, stand_in_predictor,
+from helpers import (FIXTURES, assert_short_run_changes_only_g_and_d, changed, make_dataset, snapshot, stand_in_predictor,
                      tiny_eusr, trainer_models)
 
 LR_SIZE, HR_SIZE = 12, 48
 CONFIG = FOURPP_EUSR.replace(g_learning_rate=1e-4, d_learning_rate=1e-4, patch_size=LR_SIZE, jit_compile=False)
 DATASET = make_dataset(LR_SIZE, HR_SIZE)
-REFERENCE = Path(__file__).parent / "data" / "fourpass_reference.json"
-INITIAL_WEIGHTS = Path(__file__).parent / "data" / "fourpass_initial_weights.npz"
+REFERENCE = FIXTURES / "fourpass_reference.json"
+INITIAL_WEIGHTS = FIXTURES / "fourpass_initial_weights.npz"
 
 
 def first_batch():
@@ -60,9 +60,9 @@ def make_trainer(config=CONFIG, seed: int = 0, run_eagerly: bool = False) -> GAN
 ])
 def test_reproduces_the_monolithic_fourpass_trainer(name, config):
     """Per-term losses of three steps and weight checksums recorded from the FourPassTrainer of
-    commit 8fdd459 (tests/data/fourpass_reference.json) with the same batches, from the same
+    commit 8fdd459 (tests/fixtures/fourpass_reference.json) with the same batches, from the same
     initial weights: those the seed gave before EUSR's convolutions got one initialiser object
-    each (tests/data/fourpass_initial_weights.npz; the seed now gives other ones)."""
+    each (tests/fixtures/fourpass_initial_weights.npz; the seed now gives other ones)."""
     reference = json.loads(REFERENCE.read_text())[name]
     trainer = make_trainer(config, seed=3)
     initial = np.load(INITIAL_WEIGHTS)
