@@ -123,7 +123,7 @@ def saved_under_tensorflow(tmp_path_factory):
 
 def _check_under(backend: str, folder: Path) -> dict:
     """The JSON of ``tests/models/backend_check.py`` run on ``folder`` under ``backend``."""
-    run = subprocess.run([sys.executable, str(REPO / "tests" / "backend_check.py"), str(folder)],
+    run = subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "backend_check.py"), str(folder)],
                          env=_backend_env(backend), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, f"{backend}:\n{run.stderr[-4000:]}"
     return json.loads(run.stdout.strip().splitlines()[-1])
