@@ -291,7 +291,8 @@ class GANTrainer(keras.Model):
 
     def _apply_generator(self, parts, tape, sr) -> None:
         """The G update from its weighted terms (``parts``), summed in a fixed order at ``sr``
-        (:func:`~eusr_perceptual.training.gradients.minimize`: seeded runs reproduce)."""
+        (:func:`~eusr_perceptual.training.gradients.minimize`: independent of the order in
+        which the terms' branches finish)."""
         minimize(self.optimizer, parts, tape, self.producer.variables(self.generator), through=sr)
         if self.generator_ema is not None:
             decay = self.schedule.ema_decay
