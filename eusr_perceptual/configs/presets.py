@@ -154,9 +154,10 @@ BASICSR_PRESETS: dict[str, GANConfig] = {
                     "cosine-annealed to 1e-7, restarted every 2.5e5 of 1e6, EMA 0.999",
         generator={"type": "msrresnet"}, lr_milestones=(), lr_restart_period=250_000, lr_min=1e-7, ema_decay=0.999),
     "msrgan": _BASICSR_GAN.replace(
-        description="MSRGAN (BasicSR; DP's SRGAN-DP base): l = 1e-2 L1 + VGG54pre L1 + 5e-3 vanilla GAN, 128 px HR",
+        description="MSRGAN (BasicSR train_MSRGAN_x4.yml; DP's SRGAN-DP base): l = 1e-2 L1 + VGG54pre L1 + 5e-3 "
+                    "vanilla GAN, 128 px HR, EMA 0.999",
         generator={"type": "msrresnet"}, objective="vanilla", terms=terms(_L1, _VGG54_PRE, _GAN_5E3),
-        psnr_stage="msrresnet_psnr"),
+        psnr_stage="msrresnet_psnr", ema_decay=0.999),  # train_MSRGAN_x4.yml's ema_decay
     "esrgan_psnr": _PSNR.replace(
         description="ESRGAN's PSNR-oriented RRDBNet (Wang 2018 sec. 4.1): l = L1, lr 2e-4 halved every 2e5 of 1e6",
         generator={"type": "rrdbnet"}),
@@ -176,7 +177,7 @@ BASICSR_PRESETS: dict[str, GANConfig] = {
 def _dp(base: GANConfig, mu, beta: str = "3,6", weighting: str = "dynamic", **options) -> GANConfig:
     dp = ("dual_perceptual", 1.0, {"name": "l_dp", "mu": mu, "beta": beta, "weighting": weighting,
                                    "layer": "block5_conv4", "before_activation": True, "distance": "l1", **options})
-    return base.replace(terms=terms(_L1, _GAN_5E3, dp))
+    return base.replace(terms=terms(_L1, _GAN_5E3, dp), ema_decay=0.0)  # the DP code's ymls set no ema_decay
 
 
 _ESRGAN_DP = _dp(BASICSR_PRESETS["esrgan"], 0.5)

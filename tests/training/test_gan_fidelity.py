@@ -210,6 +210,10 @@ def test_msrresnet_psnr_follows_basicsr_cosine_annealing_with_restarts_and_ema()
         t = step % 250_000
         basicsr = 1e-7 + 0.5 * (2e-4 - 1e-7) * (1 + np.cos(np.pi * t / 250_000))
         assert float(schedule(step)) == pytest.approx(basicsr, rel=1e-4, abs=1e-10), step
+    # train_MSRGAN_x4.yml keeps ema_decay 0.999; the DP code's train_SRGAN_DP.yml and
+    # train_ESRGAN_DP.yml set none
+    assert PRESETS["msrgan"].ema_decay == 0.999
+    assert all(config.ema_decay == 0.0 for name, config in PRESETS.items() if "_dp" in name)
 
 
 def test_pan_schedule_reading_and_wgan_critic_updates():
