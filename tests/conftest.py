@@ -1,4 +1,5 @@
 """Shared test set-up: quiet, deterministic TensorFlow on the CPU."""
+import gc
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -14,6 +15,16 @@ _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
+
+
+def pytest_collection_finish(session):
+    """Moves every object alive after collection (TensorFlow, Keras and the test modules: some
+    450,000) out of the garbage collector's reach, so the ``gc.collect`` that
+    ``keras.backend.clear_session`` runs after each test scans only what the tests made: it
+    took 0.17-0.25 s a test, ~2 of the suite's ~10 worker-minutes. Objects the tests create are
+    collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")
