@@ -37,6 +37,37 @@ def two_cpu_strategy():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
+@pytest.fixture(scope="session")
+def tiny_x4_eusr():
+    """One built x4-only tiny EUSR (``helpers.TINY_X4_EUSR``, seed 4) for the whole session, for
+    tests that only run, save or export it; a test that trains a network builds its own."""
+    from helpers import TINY_X4_EUSR, built_eusr
+
+    return built_eusr(TINY_X4_EUSR, seed=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_x4_keras(tiny_x4_eusr, tmp_path_factory):
+    """:func:`tiny_x4_eusr` saved once as ``generator.keras`` (read-only: copy it where a test
+    needs it in a run folder of its own)."""
+    path = tmp_path_factory.mktemp("tiny_x4_eusr") / "generator.keras"
+    tiny_x4_eusr.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_rrdbnet_x2():
+    """One built x2 RRDBNet at test size (``helpers.TEST_NETWORKS``, seed 2) for the session,
+    read-only like :func:`tiny_x4_eusr`."""
+    import keras
+    from helpers import tiny_network
+
+    keras.utils.set_random_seed(2)
+    model = tiny_network("rrdbnet", "generator", scale=2)
+    model.build()
+    return model
+
+
 def disable_op_determinism() -> None:
     """The inverse of ``tf.config.experimental.enable_op_determinism`` (only in TF's private API)."""
     from tensorflow.python.framework import config

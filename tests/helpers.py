@@ -12,6 +12,7 @@ import tensorflow as tf
 from eusr_perceptual.configs.demo import demo_version
 from eusr_perceptual.configs.gan import GANConfig
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
+from eusr_perceptual.models.registry import build_network
 from nima.model import MeanScore
 
 #: The repository and the committed test fixtures (files in the real formats, with the scripts
@@ -31,6 +32,12 @@ TEST_NETWORKS = {
 }
 
 
+def tiny_network(name: str, role: str, **context) -> keras.Model:
+    """A registered generator or discriminator at :data:`TEST_NETWORKS` size (``context``: the
+    run's ``scale`` or ``input_size``), weights drawn from the global seed."""
+    return build_network({"type": name, **TEST_NETWORKS[name]}, role, **context)
+
+
 def tiny_preset(config: GANConfig) -> GANConfig:
     """A preset at test size: its demo version with :data:`TEST_NETWORKS`, batch 2, 8-32 px LR."""
     def shrink(spec):
@@ -41,8 +48,21 @@ def tiny_preset(config: GANConfig) -> GANConfig:
                                         patch_size=patch, batch_size=2)
 
 
+#: The smallest EUSR with only the x4 path: what the export, upscale and evaluate tools' tests run
+#: and save (one per session: the ``tiny_x4_eusr`` fixture of ``conftest.py``).
+TINY_X4_EUSR = EUSRConfig(channels=4, shared_blocks=1, scales=(4,))
+
+
 def tiny_eusr() -> EUSR:
     generator = EUSR(TINY_EUSR)
+    generator.build()
+    return generator
+
+
+def built_eusr(config: EUSRConfig, seed: int) -> EUSR:
+    """An EUSR of ``config``, built, its weights drawn after ``keras.utils.set_random_seed(seed)``."""
+    keras.utils.set_random_seed(seed)
+    generator = EUSR(config)
     generator.build()
     return generator
 

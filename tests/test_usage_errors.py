@@ -1,6 +1,8 @@
 """User mistakes are one-line errors with exit status 2, not tracebacks: wrong kinds of paths,
 empty folders, images or corrupt files given as models, non-RGB input to an exported signature."""
 
+import shutil
+
 import keras
 import numpy as np
 import pytest
@@ -12,18 +14,15 @@ from eusr_perceptual.cli.command import command
 from eusr_perceptual.data.images import EmptySourceError
 from eusr_perceptual.data.samplers import load_training_images
 from eusr_perceptual.serving.savedmodel import CHANNELS_MESSAGE, export_savedmodel
-from eusr_perceptual.models.eusr import EUSR, EUSRConfig
 from eusr_perceptual.loading import GeneratorLoadError, check_model_path, load_generator
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, tiny_x4_eusr, tiny_x4_keras):
     """A tiny x4 model (.keras, a truncated copy, a corrupt one), a photo, an empty folder."""
     root = tmp_path_factory.mktemp("usage")
-    keras.utils.set_random_seed(1)
-    model = EUSR(EUSRConfig(channels=4, shared_blocks=1, scales=(4,)))
-    model.build()
-    model.save(root / "model.keras")
+    model = tiny_x4_eusr
+    shutil.copy(tiny_x4_keras, root / "model.keras")
     data = (root / "model.keras").read_bytes()
     (root / "truncated.keras").write_bytes(data[: len(data) // 2])
     (root / "corrupt.keras").write_bytes(b"not a zip archive at all")

@@ -164,7 +164,7 @@ def test_most_textured_box_finds_the_texture():
     assert most_textured_box(image, 16) == (32, 16, 16)
 
 
-def test_evaluate_script_writes_tables_plots_and_crops(tmp_path, photos, capsys):
+def test_evaluate_script_writes_tables_plots_and_crops(tmp_path, photos, capsys, tiny_x4_keras):
     for name, image in photos.items():
         save(tmp_path / "photos" / f"{name}.png", image)
     keras.utils.set_random_seed(0)
@@ -196,10 +196,7 @@ def test_evaluate_script_writes_tables_plots_and_crops(tmp_path, photos, capsys)
     assert script.main(x8_only) == 2
     assert script.main(["--model", str(tmp_path / "absent.keras"), "--data", str(tmp_path / "photos")]) == 2
     assert script.main(["--model", "bicubic", "--data", str(tmp_path / "nowhere")]) == 2
-    x4_only = EUSR(EUSRConfig(channels=4, shared_blocks=1, scales=(4,)))
-    x4_only.build()
-    x4_only.save(tmp_path / "x4only.keras")
-    assert script.main(["--model", str(tmp_path / "x4only.keras"), "--data", str(tmp_path / "photos"), "--scale", "2"]) == 2
+    assert script.main(["--model", str(tiny_x4_keras), "--data", str(tmp_path / "photos"), "--scale", "2"]) == 2
     errors = capsys.readouterr().err
     assert "use them with --scale 4" in errors and "model not found" in errors and "benchmark folder not found" in errors
     assert "has no x2 route; it supports x4" in errors

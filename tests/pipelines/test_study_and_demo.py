@@ -113,17 +113,14 @@ def test_study_writes_one_table_and_the_plot(tmp_path, capsys, two_step_demo):
     assert (tmp_path / "study.md").is_file() and (tmp_path / "perception_distortion.png").stat().st_size > 1000
 
 
-def test_pan_cascade_is_the_x2x2_route_of_an_x2_model():
+def test_pan_cascade_is_the_x2x2_route_of_an_x2_model(tiny_rrdbnet_x2):
     """Pan's conclusion: x4 as two passes of an x2 model; evaluate.py and upscale.py take it as
     the route ``x2x2`` of any x2 generator."""
     import numpy as np
     import tensorflow as tf
 
     from eusr_perceptual.inference import routes_of, run_route
-    from eusr_perceptual.models.registry import build_network
-
-    model = build_network({"type": "rrdbnet", "num_feat": 4, "num_block": 1, "num_grow": 4}, "generator", scale=2)
-    model.build()
+    model = tiny_rrdbnet_x2
     assert routes_of(model) == ("x2", "x2x2")
     lr = tf.random.uniform((1, 6, 6, 3), 0, 255, seed=1)
     cascade = run_route(model, lr, "x2x2")

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -135,15 +136,13 @@ def _factor(signature: str) -> int:
     return 4 if signature == "serving_default" else ROUTES[signature.split("_")[1]]
 
 
-def test_export_goes_to_name_and_version_and_refuses_what_it_cannot_do(exported, tmp_path):
+def test_export_goes_to_name_and_version_and_refuses_what_it_cannot_do(exported, tmp_path, tiny_x4_eusr):
     model, path = exported
     assert path.parts[-2:] == ("eusr", "1") and (path / "saved_model.pb").is_file()
     with pytest.raises(FileExistsError):
         export_savedmodel(model, path.parents[1], "eusr", version=1)
-    x4_only = EUSR(EUSRConfig(channels=4, shared_blocks=1, scales=(4,)))
-    x4_only.build()
     with pytest.raises(ValueError, match="no x2x2 route"):
-        export_savedmodel(x4_only, tmp_path, "m", paths=["x2x2"])
+        export_savedmodel(tiny_x4_eusr, tmp_path, "m", paths=["x2x2"])
     with pytest.raises(ValueError, match="no x3 route"):
         export_savedmodel(model, tmp_path, "m", paths=["x4", "x3"])
 
@@ -344,10 +343,8 @@ def test_graph_halving_equals_matlab_imresize():
     np.testing.assert_allclose(halve_matlab_graph(x), imresize_tf(x, scale=0.5), atol=1e-3)
 
 
-def test_export_script(tmp_path, capsys):
-    model = EUSR(EUSRConfig(channels=4, shared_blocks=1, scales=(4,)))
-    model.build()
-    model.save(tmp_path / "generator.keras")
+def test_export_script(tmp_path, capsys, tiny_x4_keras):
+    shutil.copy(tiny_x4_keras, tmp_path / "generator.keras")
     from eusr_perceptual.cli import export as script
 
     (tmp_path / "sm" / "tiny" / "7").mkdir(parents=True)

@@ -2,6 +2,7 @@
 
 import importlib
 import re
+import shutil
 
 import keras
 import numpy as np
@@ -87,12 +88,10 @@ def test_onnx_has_dynamic_axes_and_matches_keras(model, photographs, tmp_path):
 
 
 @needs_litert
-def test_export_cli_writes_and_checks_tflite(tmp_path, capsys):
+def test_export_cli_writes_and_checks_tflite(tmp_path, capsys, tiny_x4_keras):
     from eusr_perceptual.cli import export as script
 
-    x4 = EUSR(EUSRConfig(channels=4, shared_blocks=1, scales=(4,)))
-    x4.build()
-    x4.save(tmp_path / "generator.keras")
+    shutil.copy(tiny_x4_keras, tmp_path / "generator.keras")
     assert script.main([str(tmp_path), "--name", "tiny", "--format", "tflite", "--out", str(tmp_path / "exports")]) == 0
     assert (tmp_path / "exports" / "tiny.tflite").is_file()
     line = capsys.readouterr().out.strip().splitlines()[-1]

@@ -9,10 +9,10 @@ from eusr_perceptual.configs.base import ConfigError
 from eusr_perceptual.serving.savedmodel import route_limits
 from eusr_perceptual.inference import run_route, routes_of
 from eusr_perceptual.models.eusr import EUSR, EUSRConfig
-from eusr_perceptual.models.registry import build_network, registered_networks
+from eusr_perceptual.models.registry import registered_networks
 from eusr_perceptual.serving.limits import DECODE_BYTES, STITCH_BYTES, RequestBudget, fitting_tile, tiled_limit, untiled_limit
 from eusr_perceptual.serving.memory import RUNTIME_FACTOR, bytes_per_pixel, peak_activation_bytes
-from helpers import TEST_NETWORKS, tiny_eusr
+from helpers import tiny_eusr, tiny_network
 
 MIB = 2**20
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def test_the_estimate_of_eusr_is_two_maps_of_its_widest_layer():
 
 @pytest.mark.parametrize("family", registered_networks("generator"))
 def test_every_generator_family_can_be_estimated(family):
-    generator = build_network({"type": family, **TEST_NETWORKS.get(family, {})}, "generator", scale=4)
+    generator = tiny_network(family, "generator", scale=4)
     per_pixel = bytes_per_pixel(lambda images: run_route(generator, images, routes_of(generator)[0]))
     assert 100 < per_pixel < 10**5
 

@@ -1,5 +1,6 @@
 """Tiled inference, self-ensemble, routes, model loading and scripts/upscale.py."""
 
+import shutil
 from pathlib import Path
 
 import keras
@@ -37,14 +38,6 @@ def tiny_eusr():
     return model
 
 
-@pytest.fixture(scope="module")
-def tiny_x4_only():
-    keras.utils.set_random_seed(4)
-    model = EUSR(EUSRConfig(channels=4, shared_blocks=1, scales=(4,)))
-    model.build()
-    return model
-
-
 def test_tile_cores_partition_the_image_and_contexts_stay_inside():
     for length, tile, overlap in [(1, 4, 2), (10, 4, 3), (37, 16, 5), (32, 16, 0), (5, 100, 8)]:
         boxes = tile_boxes(length, tile, overlap)
@@ -77,46 +70,46 @@ def test_short_overlap_stays_within_1_level_away_from_borders(tiny_eusr):
     assert inner.max() <= 1
 
 
-def test_self_ensemble_is_the_mean_over_the_eight_dihedral_transforms(tiny_x4_only):
+def test_self_ensemble_is_the_mean_over_the_eight_dihedral_transforms(tiny_x4_eusr):
     lr = np.random.default_rng(2).integers(0, 256, (6, 9, 3), dtype=np.uint8)
-    ensembled = upscale_image(tiny_x4_only, lr, "x4", tile=None, self_ensemble=True)
+    ensembled = upscale_image(tiny_x4_eusr, lr, "x4", tile=None, self_ensemble=True)
     outputs = []
     for k in range(4):
         for flip in (False, True):
             x = np.rot90(lr, k)
             x = x[:, ::-1] if flip else x
-            y = tiny_x4_only(tf.constant(np.ascontiguousarray(x)[None], tf.float32), scale=4)[0].numpy()
+            y = tiny_x4_eusr(tf.constant(np.ascontiguousarray(x)[None], tf.float32), scale=4)[0].numpy()
             y = y[:, ::-1] if flip else y
             outputs.append(np.rot90(y, -k))
     expected = round_to_uint8_tf(np.mean(outputs, axis=0))
     assert np.abs(ensembled.astype(int) - expected.numpy().astype(int)).max() <= 1
-    assert not np.array_equal(ensembled, upscale_image(tiny_x4_only, lr, "x4", tile=None))
+    assert not np.array_equal(ensembled, upscale_image(tiny_x4_eusr, lr, "x4", tile=None))
 
 
-def test_routes_follow_the_models_paths(tiny_eusr, tiny_x4_only):
+def test_routes_follow_the_models_paths(tiny_eusr, tiny_x4_eusr):
     assert routes_of(tiny_eusr) == ("x2", "x4", "x8", "x2x2", "x8down")
-    assert routes_of(tiny_x4_only) == ("x4",)
+    assert routes_of(tiny_x4_eusr) == ("x4",)
     assert [route_factor(r) for r in ("x2", "x8", "x2x2", "x8down")] == [2, 8, 4, 4]
     with pytest.raises(ValueError, match="no x2x2 route; it supports x4"):
-        check_route(tiny_x4_only, "x2x2")
+        check_route(tiny_x4_eusr, "x2x2")
     with pytest.raises(ValueError, match="unknown upscaling route"):
         route_factor("bilinear")
     with pytest.raises(ValueError, match="HxWx3"):
-        upscale_image(tiny_x4_only, np.zeros((4, 4), np.uint8))
+        upscale_image(tiny_x4_eusr, np.zeros((4, 4), np.uint8))
     lr = np.zeros((6, 5, 3), np.uint8)
-    run = make_tile_function(tiny_x4_only, "x4")
-    assert upscale_image(tiny_x4_only, lr, tile=4, overlap=2, tile_function=run).shape == (24, 20, 3)
+    run = make_tile_function(tiny_x4_eusr, "x4")
+    assert upscale_image(tiny_x4_eusr, lr, tile=4, overlap=2, tile_function=run).shape == (24, 20, 3)
 
 
-def test_load_generator_accepts_keras_files_and_run_folders(tmp_path, tiny_x4_only):
+def test_load_generator_accepts_keras_files_and_run_folders(tmp_path, tiny_x4_eusr, tiny_x4_keras):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    tiny_x4_only.save(run_dir / "generator.keras")
+    shutil.copy(tiny_x4_keras, run_dir / "generator.keras")
     x = np.random.default_rng(0).uniform(0, 255, (1, 5, 6, 3)).astype(np.float32)
     for path in (run_dir, run_dir / "generator.keras"):
         loaded = load_generator(path)
         assert loaded.scales == (4,)
-        np.testing.assert_allclose(loaded(x, scale=4), tiny_x4_only(x, scale=4), atol=1e-4)
+        np.testing.assert_allclose(loaded(x, scale=4), tiny_x4_eusr(x, scale=4), atol=1e-4)
     with pytest.raises(FileNotFoundError):
         load_generator(tmp_path / "absent.keras")
     (tmp_path / "notes.txt").write_text("x")
@@ -130,8 +123,7 @@ def test_load_generator_accepts_keras_files_and_run_folders(tmp_path, tiny_x4_on
         load_generator(tmp_path / "other.keras")
 
 
-def test_upscale_script_writes_pngs_and_reports_unreadable_files(tmp_path, tiny_x4_only, capsys):
-    tiny_x4_only.save(tmp_path / "model.keras")
+def test_upscale_script_writes_pngs_and_reports_unreadable_files(tmp_path, tiny_x4_keras, capsys):
     photos = tmp_path / "photos"
     (photos / "sub").mkdir(parents=True)
     rng = np.random.default_rng(5)
@@ -141,14 +133,14 @@ def test_upscale_script_writes_pngs_and_reports_unreadable_files(tmp_path, tiny_
     from eusr_perceptual.cli import upscale as script
 
     out = tmp_path / "out"
-    status = script.main([str(tmp_path / "model.keras"), str(photos), "--out", str(out), "--tile", "4", "--overlap", "2"])
+    status = script.main([str(tiny_x4_keras), str(photos), "--out", str(out), "--tile", "4", "--overlap", "2"])
     captured = capsys.readouterr()
     assert status == 1 and "broken.png" in captured.err and "2 upscaled, 1 failed" in captured.out
     a, b = np.asarray(Image.open(out / "a_x4.png")), np.asarray(Image.open(out / "sub" / "b_x4.png"))
     assert a.shape == (36, 28, 3) and a.dtype == np.uint8 and b.shape == (20, 24)  # b.jpg is grayscale
-    assert script.main([str(tmp_path / "model.keras"), str(photos / "a.png"), "--out", str(out), "--route", "x8down"]) == 2
+    assert script.main([str(tiny_x4_keras), str(photos / "a.png"), "--out", str(out), "--route", "x8down"]) == 2
     assert "no x8down route" in capsys.readouterr().err
-    assert script.main([str(tmp_path / "model.keras"), str(tmp_path / "missing.png")]) == 2
+    assert script.main([str(tiny_x4_keras), str(tmp_path / "missing.png")]) == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,20 +153,19 @@ def run_upscale(*argv):
     return script.main([str(a) for a in argv])
 
 
-def test_grayscale_stays_gray_and_alpha_is_kept(tmp_path, tiny_x4_only):
+def test_grayscale_stays_gray_and_alpha_is_kept(tmp_path, tiny_x4_eusr, tiny_x4_keras):
     rng = np.random.default_rng(6)
     gray = rng.integers(0, 256, (6, 5), dtype=np.uint8)
     rgba = rng.integers(0, 256, (5, 7, 4), dtype=np.uint8)
     Image.fromarray(gray).save(tmp_path / "gray.png")
     Image.fromarray(rgba).save(tmp_path / "rgba.png")
     Image.fromarray(np.dstack([gray, gray[::-1]])).save(tmp_path / "graya.png")
-    tiny_x4_only.save(tmp_path / "model.keras")
     out = tmp_path / "out"
-    assert run_upscale(tmp_path / "model.keras", tmp_path / "gray.png", tmp_path / "rgba.png", tmp_path / "graya.png", "--out", out) == 0
+    assert run_upscale(tiny_x4_keras, tmp_path / "gray.png", tmp_path / "rgba.png", tmp_path / "graya.png", "--out", out) == 0
 
     written = Image.open(out / "gray_x4.png")
     assert written.mode == "L" and written.size == (20, 24)
-    colour = upscale_image(tiny_x4_only, np.repeat(gray[..., None], 3, axis=-1), tile=None)
+    colour = upscale_image(tiny_x4_eusr, np.repeat(gray[..., None], 3, axis=-1), tile=None)
     assert not (colour[..., 0] == colour[..., 1]).all()  # the model does tint a gray input...
     np.testing.assert_array_equal(np.asarray(written), to_uint8_matlab(colour.mean(axis=-1)))  # ...the file is gray
 
@@ -182,7 +173,7 @@ def test_grayscale_stays_gray_and_alpha_is_kept(tmp_path, tiny_x4_only):
     assert written.mode == "RGBA" and written.size == (28, 20)
     pixels = np.asarray(written)
     np.testing.assert_array_equal(pixels[..., 3], imresize(rgba[..., 3], scale=4))  # MATLAB bicubic alpha
-    np.testing.assert_array_equal(pixels[..., :3], upscale_image(tiny_x4_only, rgba[..., :3], tile=None))  # straight colour
+    np.testing.assert_array_equal(pixels[..., :3], upscale_image(tiny_x4_eusr, rgba[..., :3], tile=None))  # straight colour
 
     written = Image.open(out / "graya_x4.png")
     assert written.mode == "LA" and np.array_equal(np.asarray(written)[..., 1], imresize(gray[::-1].copy(), scale=4))
@@ -196,18 +187,18 @@ def test_upscale_decoded_returns_what_pil_writes_back(tiny_eusr):
     assert upscale_decoded(tiny_eusr, rgba, "x2x2", tile=None).shape == (16, 12, 4)
 
 
-def test_exif_orientation_is_applied_before_upscaling(tmp_path, tiny_x4_only):
+def test_exif_orientation_is_applied_before_upscaling(tmp_path, tiny_x4_keras):
     pixels = np.random.default_rng(8).integers(0, 256, (3, 5, 3), dtype=np.uint8)
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
     Image.fromarray(pixels).save(tmp_path / "portrait.png", exif=exif.tobytes())
-    tiny_x4_only.save(tmp_path / "model.keras")
+    shutil.copy(tiny_x4_keras, tmp_path / "model.keras")
     assert run_upscale(tmp_path / "model.keras", tmp_path / "portrait.png", "--out", tmp_path / "out") == 0
     np.testing.assert_array_equal(read_image(tmp_path / "portrait.png").rgb, np.rot90(pixels, -1))
     assert Image.open(tmp_path / "out" / "portrait_x4.png").size == (12, 20)
 
 
-def test_same_stem_inputs_get_distinct_names_and_nothing_is_overwritten(tmp_path, tiny_x4_only, capsys):
+def test_same_stem_inputs_get_distinct_names_and_nothing_is_overwritten(tmp_path, tiny_x4_keras, capsys):
     rng = np.random.default_rng(9)
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -215,7 +206,7 @@ def test_same_stem_inputs_get_distinct_names_and_nothing_is_overwritten(tmp_path
     Image.fromarray(first).save(photos / "photo.png")
     Image.fromarray(second).save(photos / "photo.bmp")
     Image.fromarray(first).save(photos / "other.png")
-    tiny_x4_only.save(tmp_path / "model.keras")
+    shutil.copy(tiny_x4_keras, tmp_path / "model.keras")
     out = tmp_path / "out"
     assert run_upscale(tmp_path / "model.keras", photos, photos / "other.png", "--out", out) == 0
     printed = capsys.readouterr().out
@@ -235,8 +226,8 @@ def test_same_stem_inputs_get_distinct_names_and_nothing_is_overwritten(tmp_path
     assert "same output file" in error and "a/x.png" in error and "b/x.png" in error and not fresh.exists()
 
 
-def test_no_input_is_replaced_and_out_may_not_lie_in_an_input_folder(tmp_path, tiny_x4_only, capsys):
-    tiny_x4_only.save(tmp_path / "model.keras")
+def test_no_input_is_replaced_and_out_may_not_lie_in_an_input_folder(tmp_path, tiny_x4_keras, capsys):
+    shutil.copy(tiny_x4_keras, tmp_path / "model.keras")
     photos = tmp_path / "photos"
     photos.mkdir()
     rng = np.random.default_rng(8)
@@ -255,9 +246,9 @@ def test_no_input_is_replaced_and_out_may_not_lie_in_an_input_folder(tmp_path, t
     assert run_upscale(tmp_path / "model.keras", photos / "a.png", "--out", tmp_path / "out") == 0
 
 
-def test_a_bad_output_folder_is_a_one_line_error(tmp_path, tiny_x4_only, capsys):
+def test_a_bad_output_folder_is_a_one_line_error(tmp_path, tiny_x4_keras, capsys):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "in.png")
-    tiny_x4_only.save(tmp_path / "model.keras")
+    shutil.copy(tiny_x4_keras, tmp_path / "model.keras")
     (tmp_path / "taken").write_text("a file")
     cases = {tmp_path / "taken": "is a file, expected a folder", tmp_path / "taken" / "sub": "cannot be created"}
     for out, message in cases.items():
