@@ -133,6 +133,7 @@ def test_every_registered_network_has_test_options():
     assert set(registered_networks("generator")) | set(registered_networks("discriminator")) == set(TEST_NETWORKS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_tensorflow_files_load_and_match_and_networks_round_trip(backend, saved_under_tensorflow):
     _skip_unless_installed(backend)

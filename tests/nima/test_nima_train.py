@@ -78,6 +78,7 @@ def test_without_data_dir_the_script_names_the_files_and_sources(capsys):
         assert name in message
 
 
+@pytest.mark.slow
 def test_tid2013_trains_exports_and_resumes(tmp_path, capsys, monkeypatch):
     data_dir = tmp_path / "tid2013"
     make_tid_tree(data_dir, references=range(1, 6), distortions=range(1, 3), levels=range(1, 3), size=(36, 44))
@@ -110,6 +111,7 @@ def test_tid2013_trains_exports_and_resumes(tmp_path, capsys, monkeypatch):
         train_nima(config, load_dataset(config, data_dir), run_dir, resume=False, tensorboard=False, verbose=0)
 
 
+@pytest.mark.slow
 def test_ava_trains_and_exports_with_mixed_precision_and_bad_files(tmp_path, capsys):
     data_dir = tmp_path / "ava"
     make_ava_tree(data_dir)

@@ -88,6 +88,7 @@ def test_short_run_lowers_the_l1_loss(images, tmp_path):
     assert losses[-1] < 0.6 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_gives_the_uninterrupted_weights(images, tmp_path):
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(0)
@@ -133,6 +134,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(images, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_on_two_replicas(images, two_cpu_strategy, tmp_path):
     trainer, sampler = make_trainer(images, strategy=two_cpu_strategy)
     before = weights(trainer) if trainer.generator.built else None
@@ -175,6 +177,7 @@ def test_xla_compiled_steps_train(images, tmp_path):
     assert math.isfinite(history.history["loss"][0]) and trainer.jit_compile is True
 
 
+@pytest.mark.slow
 def test_script_trains_saves_and_prints_the_table(tmp_path, capsys, monkeypatch):
     from eusr_perceptual.cli import pretrain as script
 

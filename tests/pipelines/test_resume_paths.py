@@ -30,6 +30,7 @@ def fit(config, run_dir, steps, resume, dataset=make_dataset(8, 32)):
     return trainer
 
 
+@pytest.mark.slow
 def test_a_nan_stop_is_recovered_by_resuming_with_lower_learning_rates(tmp_path):
     fit(CONFIG, tmp_path, 1, False)
     checkpoint = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))

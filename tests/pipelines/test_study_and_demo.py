@@ -19,6 +19,7 @@ def two_step_demo(monkeypatch):
     monkeypatch.setattr(demo_module, "TINY_NETWORKS", tiny)
 
 
+@pytest.mark.slow
 def test_train_gan_demo_runs_both_stages_and_writes_everything(tmp_path, capsys, two_step_demo):
     run_dir = tmp_path / "run"
     assert train_gan.main(["--preset", "msrgan", "--demo", "--run-dir", str(run_dir), "--quiet"]) == 0
@@ -43,6 +44,7 @@ class Killed(Exception):
     """Stands for the process being killed."""
 
 
+@pytest.mark.slow
 def test_a_killed_two_stage_demo_resumes_with_the_same_command(tmp_path, two_step_demo, monkeypatch):
     from eusr_perceptual.training.runs import RunCheckpoint
 

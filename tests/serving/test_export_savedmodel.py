@@ -196,6 +196,7 @@ def _signature_block(listing: str, name: str) -> str:
     return listing.split(f"signature_def['{name}']")[1].split("signature_def[")[0]
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_every_signature_with_dynamic_batch_and_size(served):
     listings = served[1]["listings"]
     for name in SIGNATURES:
@@ -214,6 +215,7 @@ def test_saved_model_cli_lists_every_signature_with_dynamic_batch_and_size(serve
     assert "inputs['images_bytes']" in score_png and "shape: (-1)" in score_png and "shape: (-1, 10)" in score_png
 
 
+@pytest.mark.slow
 def test_loads_with_tensorflow_alone_and_matches_keras(exported, served):
     model, _ = exported
     images, _, shapes, outputs = served
@@ -229,6 +231,7 @@ def test_loads_with_tensorflow_alone_and_matches_keras(exported, served):
     np.testing.assert_array_equal(outputs["serving_default"], outputs["upscale_x4"])
 
 
+@pytest.mark.slow
 def test_rest_json_requests_match_keras(exported, nima_exported, served):
     """Row and columnar bodies with b64 PNGs of two sizes, whole and tiled, and tensor JSON."""
     model, _ = exported
@@ -256,6 +259,7 @@ def test_rest_json_requests_match_keras(exported, nima_exported, served):
     np.testing.assert_allclose(serve["outputs"]["mean_score"], expected["mean_score"], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_bad_requests_fail_clearly(served):
     no_inputs, unwrapped, too_small, out_of_range, fractional, bad_b64, unknown = served[1]["responses"][6:]
     assert tf.constant(np.array([300, -5]), tf.uint8).numpy().tolist() == [44, 251]  # what a bare conversion sends
@@ -311,6 +315,7 @@ def test_encoded_signatures_refuse_images_over_their_limits(exported, nima_expor
         tf.saved_model.load(str(nima_exported[1])).signatures["score_png"](images_bytes=tf.constant([png]))
 
 
+@pytest.mark.slow
 def test_warmup_requests_run_through_the_loaded_models(exported, nima_exported, served):
     """The warm-up files, parsed and replayed in the TensorFlow-only process."""
     warmup = served[1]["warmup"]

@@ -30,6 +30,7 @@ def test_mixed_precision_scales_each_loss_and_stays_finite(name):
     assert int(trainer.optimizer.inner_optimizer.iterations) >= 1 and int(trainer.d_optimizer.inner_optimizer.iterations) >= 1
 
 
+@pytest.mark.slow
 def test_esrgan_under_mirrored_strategy_gives_the_single_device_result(two_cpu_strategy):
     """Two replicas of one example each make the single-device step of the batch of two:
     per-replica losses divided by the replica count, gradients summed (single-path producer,

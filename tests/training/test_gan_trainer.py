@@ -177,6 +177,7 @@ def test_short_run_changes_g_and_d_only():
     assert strips["lr_x4_x2x2_x8down_hr"].shape == (2, HR_SIZE, 5 * HR_SIZE, 3)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_gives_the_single_device_result(single_device_run, two_cpu_strategy):
     """Per-replica losses divided by the replica count, gradients summed: same updates."""
     _, expected, history, _ = single_device_run
@@ -191,6 +192,7 @@ def test_mirrored_strategy_gives_the_single_device_result(single_device_run, two
         assert mirrored[name][-1] == pytest.approx(history[name][-1], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_mixed_precision_each_optimizer_scales_its_loss():
     keras.mixed_precision.set_dtype_policy("mixed_float16")
     trainer = make_trainer()

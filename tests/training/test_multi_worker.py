@@ -121,6 +121,7 @@ def test_each_replica_gets_its_rows_of_the_global_batch(two_cpu_strategy):
         per_replica_batches(two_cpu_strategy, lambda s: tf.data.Dataset.from_tensors(tf.zeros([3, 1])), 0)
 
 
+@pytest.mark.slow
 def test_two_workers_match_one_process_and_resume_exactly(tmp_path):
     """Worker processes on localhost (CPU) train 2 steps, are restarted with --resume for 2 more;
     their weights equal the single-process run's over the same 4 global batches."""

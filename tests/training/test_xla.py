@@ -119,6 +119,7 @@ def test_a_two_device_mirrored_strategy_turns_xla_off(two_cpu_strategy, caplog):
     assert len(caplog.records) == 1
 
 
+@pytest.mark.slow
 def test_the_run_pipelines_choose_xla_through_enable_xla(tmp_path, caplog):
     """``run_pretraining`` and ``run_gan`` pass the run's ``jit_compile`` through
     :func:`enable_xla`: on when asked and possible, one WARNING and off when blocked (here by op

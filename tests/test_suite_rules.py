@@ -1,0 +1,25 @@
+"""The suite's own rules (docs/architecture.md, "Tests"): the ``slow`` marker is registered, so
+``-m "not slow"`` is the quick loop, and the README's plain ``python -m pytest`` deselects nothing."""
+
+import configparser
+import shlex
+
+from helpers import REPO
+
+
+def pytest_ini() -> configparser.SectionProxy:
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    return parser["tool:pytest"]
+
+
+def test_the_slow_marker_is_registered_and_used(pytestconfig):
+    assert any(line.split(":")[0].strip() == "slow" for line in pytestconfig.getini("markers"))
+    marked = [path for path in (REPO / "tests").rglob("test_*.py") if "@pytest.mark.slow" in path.read_text()]
+    assert marked, "no test carries @pytest.mark.slow"
+
+
+def test_the_default_command_selects_every_test():
+    options = shlex.split(pytest_ini()["addopts"])
+    assert not {"-m", "-k"} & set(options) and not any(o.startswith(("-m=", "--deselect", "--ignore")) for o in options)
+    assert "python -m pytest" in (REPO / "README.md").read_text()
