@@ -93,6 +93,8 @@ class GANConfig(Config):
     mixed_precision: bool = setting(False, "mixed_float16 (GPU); losses stay float32")
     jit_compile: bool = setting(False, "compile steps with XLA (--jit); slower on CPUs with oneDNN, see docs/performance.md",
                                 short="jit")
+    bit_exact: bool = setting(False, "seeded runs bit-identical: TensorFlow's graph optimizer off while the steps are "
+                                     "made (1.7x the step time on a 2-core CPU; docs/gan.md)", resumable=True)
 
     def validate(self) -> None:
         names = [spec.name for spec in self.terms]

@@ -30,6 +30,7 @@ from eusr_perceptual.pipelines.final_table import final_table
 from eusr_perceptual.resize import round_to_uint8_tf
 from eusr_perceptual.serving.savedmodel import export_savedmodel
 from eusr_perceptual.training.callbacks import TensorBoardImages
+from eusr_perceptual.training.determinism import bit_exact_graphs
 from eusr_perceptual.training.gan import GANTrainer, Schedule
 from eusr_perceptual.training.producers import MultiPass, make_producer
 from eusr_perceptual.training.runs import RunOptions, fit_run
@@ -220,9 +221,12 @@ def run_gan(config: GANConfig, run_dir: Path, *, resume: bool = False, strategy:
     images_callback = TensorBoardImages(Path(run_dir) / "tensorboard", lambda: render_samples(trainer, *samples),
                                         options.checkpoint_every)
     started = time.time()
-    fit_run(trainer, sampler.dataset, options, config=config, callbacks=[images_callback],
-            checkpoint_objects=trainer.checkpoint_objects(), data_identity=data_identity(config.data, (config.scale,)),
-            verbose=verbose)
+    if config.bit_exact:
+        log.info("bit-exact: TensorFlow's graph optimizer is off while this run's steps are made")
+    with bit_exact_graphs(config.bit_exact):
+        fit_run(trainer, sampler.dataset, options, config=config, callbacks=[images_callback],
+                checkpoint_objects=trainer.checkpoint_objects(),
+                data_identity=data_identity(config.data, (config.scale,)), verbose=verbose)
     log.info("training took %.1f s", time.time() - started)
 
     generator = float32_copy(trainer.inference_generator)

@@ -84,20 +84,28 @@ def _trained(config, run_dir: Path, resume: bool, verbose: int | str):
     return gan_run.run_gan(config, run_dir, resume=resume, export_dir=None, eval_data=None, verbose=verbose).generator
 
 
+def study_config(name: str, *, demo: bool, steps: int | None = None, seed: int = 0,
+                 bit_exact: bool | None = None) -> GANConfig:
+    """Preset ``name`` as a study trains it: with the study's seed, at the demo scale (``demo``)
+    or its own with ``steps``; ``bit_exact`` (:mod:`~eusr_perceptual.training.determinism`)
+    defaults to on at the demo scale, where comparing seeded runs is the study's point."""
+    config = PRESETS[name].replace(seed=seed)
+    if demo:
+        config = demo_version(config, steps)
+    elif steps:
+        config = config.replace(steps=steps, checkpoint_every=steps)
+    return config.replace(bit_exact=demo if bit_exact is None else bit_exact)
+
+
 def run_study(names: Sequence[str], run_dir: Path, *, steps: int | None = None, demo: bool = True,
               eval_data: str = "skimage", seed: int = 0, lpips_weights: Path | None = None,
-              resume: bool = False, verbose: int | str = 2) -> StudyResult:
+              resume: bool = False, bit_exact: bool | None = None, verbose: int | str = 2) -> StudyResult:
     """Trains ``names`` (see the module docstring) and writes ``study.md`` and the plot."""
     presets, trend = resolve_study(names)
     run_dir = Path(run_dir)
 
     def prepared(name):
-        config = PRESETS[name].replace(seed=seed)
-        if demo:
-            config = demo_version(config, steps)
-        elif steps:
-            config = config.replace(steps=steps, checkpoint_every=steps)
-        return config
+        return study_config(name, demo=demo, steps=steps, seed=seed, bit_exact=bit_exact)
 
     psnr_runs: dict[str, Path] = {}
     generators = {}
