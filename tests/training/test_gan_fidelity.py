@@ -177,6 +177,7 @@ def test_afm_pca_simply_averages_and_rescaling_belongs_to_the_softmax():
     assert set(softmax_term.state_variables) == {"scales", "measured_layers"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["srgan_dp", "esrgan_dp"])
 def test_two_seeded_dual_perceptual_runs_give_identical_weights(preset):
     """Item 7: the G loss of the DP presets reaches the SR images through four branches (pixel,
