@@ -89,10 +89,13 @@ def check_inputs(config: GANConfig) -> None:
 
 
 def load_trainable_generator(path: str) -> keras.Model:
-    """A Keras generator from a ``.keras`` file or a run folder (SavedModels cannot train)."""
+    """A Keras generator from a ``.keras`` file or a run folder (SavedModels cannot train), made
+    trainable: a run with a generator EMA saves the average, a frozen copy (``trainable`` false
+    in the file), and a GAN stage started from it would otherwise keep its generator fixed."""
     generator = load_generator(path)
     if not isinstance(generator, keras.Model):
         raise ValueUsageError(f"{path} is a SavedModel; training needs the Keras generator (<run>/generator.keras)")
+    generator.trainable = True
     return generator
 
 
@@ -143,6 +146,9 @@ def build_gan_trainer(config: GANConfig, *, generator: keras.Model | None = None
     """
     keras.utils.set_random_seed(config.seed)
     generator = generator if generator is not None else build_generator(config)
+    if not generator.trainable_weights:
+        raise ValueUsageError(f"the generator{' of ' + config.init_from if config.init_from else ''} has no "
+                              "trainable weights: the run would not change it")
     discriminator = build_discriminator(config)
     objective = get_objective(config.objective, **config.objective_options) if discriminator is not None else None
     shared = dict(resources or {})
