@@ -59,8 +59,18 @@ def test_esrgan_under_mirrored_strategy_gives_the_single_device_result(two_cpu_s
     for a, b in zip(start["generator"], mirrored_start["generator"]):
         np.testing.assert_array_equal(a, b)  # seeded: the same initial weights
     assert any(not np.array_equal(a, b) for a, b in zip(start["generator"], expected["generator"]))
+    # Adam moves a weight by up to its learning rate a step whatever the gradient's size, so an
+    # element whose gradient is ~0 moves by an amount the last bits decide: one summed from two
+    # half-batch gradients and the same from one batch can differ by up to 2 lr a step (measured
+    # with one op thread: 1 of 74,469 D elements 2.4e-5 apart, at lr 1e-3). Every other element
+    # agrees to rounding; a replica that used the wrong rows or loss share would move thousands.
+    steps, lr = 2, max(config.g_learning_rate, config.d_learning_rate)
     for name in expected:
+        off = 0
         for a, b in zip(expected[name], got[name]):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+            difference = np.abs(a - b)
+            assert difference.max() <= 2 * lr * steps, name
+            off += int((difference > 1e-6 + 1e-4 * np.abs(b)).sum())
+        assert off <= 2, (name, off)
     for name in single:
         assert mirrored[name][-1] == pytest.approx(single[name][-1], rel=1e-4, abs=1e-6)
