@@ -41,7 +41,7 @@ def test_a_bit_exact_run_trains_with_the_graph_optimizer_off(tmp_path, monkeypat
         return fit_run(*args, **kwargs)
 
     monkeypatch.setattr(gan_run, "fit_run", recording_fit_run)
-    config = tiny_preset(PRESETS["msrgan"]).replace(steps=1, checkpoint_every=1, init_from="", psnr_stage="")
+    config = tiny_preset(PRESETS["srgan_mse"]).replace(steps=1, checkpoint_every=1, init_from="", psnr_stage="")
     for bit_exact in (True, False):
         gan_run.run_gan(config.replace(bit_exact=bit_exact), tmp_path / str(bit_exact), export_dir=None,
                         eval_data=None, verbose=0)

@@ -133,7 +133,7 @@ def test_the_run_pipelines_choose_xla_through_enable_xla(tmp_path, caplog):
     pretrain = PRETRAIN_PRESETS["demo"].replace(
         model=EUSRConfig(channels=4, shared_blocks=1, upscale_blocks=0, scale_aware_blocks=1, scales=(2,)),
         steps=1, checkpoint_every=1, batch_size=2, patch_size=8, data="skimage", scale_weights=None, jit_compile=True)
-    gan = tiny_preset(PRESETS["msrgan"]).replace(steps=1, checkpoint_every=1, jit_compile=True)
+    gan = tiny_preset(PRESETS["srgan_mse"]).replace(steps=1, checkpoint_every=1, jit_compile=True)
     runs = {"pretrain": lambda name, **changes: run_pretraining(pretrain.replace(**changes), tmp_path / name,
                                                                  eval_data=None, verbose=0),
             "gan": lambda name, **changes: run_gan(gan.replace(**changes), tmp_path / name, export_dir=None,
