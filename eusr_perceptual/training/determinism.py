@@ -30,6 +30,11 @@ import tensorflow as tf
 _SWITCH = "disable_meta_optimizer"
 
 
+def graph_optimizer_off() -> bool:
+    """Whether graph functions made now get TensorFlow's graph optimizer switched off."""
+    return bool(tf.config.optimizer.get_experimental_options().get(_SWITCH, False))
+
+
 @contextlib.contextmanager
 def bit_exact_graphs(enabled: bool = True) -> Iterator[None]:
     """Inside: graph functions made (first run) with TensorFlow's graph optimizer off, when
@@ -37,7 +42,7 @@ def bit_exact_graphs(enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    previous = bool(tf.config.optimizer.get_experimental_options().get(_SWITCH, False))
+    previous = graph_optimizer_off()
     tf.config.optimizer.set_experimental_options({_SWITCH: True})
     try:
         yield

@@ -8,12 +8,8 @@ import tensorflow as tf
 from eusr_perceptual.configs.presets import PRESETS
 from eusr_perceptual.pipelines import gan_run
 from eusr_perceptual.pipelines.study import study_config
-from eusr_perceptual.training.determinism import bit_exact_graphs
+from eusr_perceptual.training.determinism import bit_exact_graphs, graph_optimizer_off as optimizer_off
 from helpers import tiny_preset
-
-
-def optimizer_off() -> bool:
-    return bool(tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False))
 
 
 def test_bit_exact_graphs_switches_the_graph_optimizer_off_and_restores_the_setting():

@@ -13,7 +13,7 @@ from eusr_perceptual.losses.registry import Resources, build_terms
 from eusr_perceptual.pipelines.gan_run import build_gan_trainer, gan_optimizer
 from eusr_perceptual.models.registry import build_network, with_features
 from eusr_perceptual.training.context import StepContext
-from eusr_perceptual.training.determinism import bit_exact_graphs
+from eusr_perceptual.training.determinism import bit_exact_graphs, graph_optimizer_off
 from helpers import make_dataset, snapshot, tiny_preset
 
 
@@ -195,7 +195,7 @@ def test_two_seeded_bit_exact_dual_perceptual_runs_give_identical_weights(preset
         trainer = build_gan_trainer(config)
         assert len(trainer.terms) == 3 and trainer.terms[-1].resnet is not None  # pixel, D, VGG + ResNet
         with bit_exact_graphs(config.bit_exact):
-            assert tf.config.optimizer.get_experimental_options()["disable_meta_optimizer"]  # the premise
+            assert graph_optimizer_off()  # the premise
             trainer.fit(dataset(0), steps_per_epoch=3, epochs=1, verbose=0)
         runs.append(snapshot({"g": trainer.generator, "d": trainer.discriminator}))
     for name in ("g", "d"):
