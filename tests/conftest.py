@@ -12,14 +12,21 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-# Two logical CPU devices so that tf.distribute.MirroredStrategy paths run for real on
-# a one-CPU machine. This must happen before TensorFlow initialises its devices.
-_cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
-)
+
+def pytest_configure(config):
+    """Two logical CPU devices so that tf.distribute.MirroredStrategy paths run for real on a
+    one-CPU machine, set before TensorFlow initialises its devices, in each process that runs
+    tests. xdist's controller (``-n 2``, setup.cfg) only hands out files: it never starts
+    TensorFlow, so that the workers start 3-4 s sooner."""
+    if config.getoption("numprocesses", default=None) and not hasattr(config, "workerinput"):
+        return
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+    )
 
 
 def pytest_collection_finish(session):
@@ -55,6 +62,8 @@ def two_cpu_strategy():
     Several MirroredStrategy objects in one process share the collective-op key space; one
     object for all tests keeps their all-reduces from colliding.
     """
+    import tensorflow as tf
+
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
