@@ -23,7 +23,10 @@ which is differentiable w.r.t. the images and works with dynamic shapes.
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -367,13 +370,56 @@ def imresize_tf(
     return resized if rank == 4 else resized[0]
 
 
+class _LRMemo:
+    """:func:`make_lr`'s recent results, keyed by the HR image's bytes (a BLAKE2b digest), shape,
+    scale and convention, at most :attr:`limit` bytes of LR, the least recently used dropped
+    first. A process that trains or evaluates several times on one set of images without
+    shipped LR (a study's runs, a demo's two stages, each run's held-out evaluation) resizes each
+    image once (the cost of both: docs/performance.md). Thread-safe (the samplers make LR images
+    in a thread pool)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.size = limit, 0
+        self.entries: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        with self.lock:
+            lr = self.entries.get(key)
+            if lr is not None:
+                self.entries.move_to_end(key)
+            return lr
+
+    def put(self, key: tuple, lr: np.ndarray) -> None:
+        if lr.nbytes > self.limit:
+            return
+        with self.lock:
+            if key in self.entries:
+                return
+            self.entries[key] = lr
+            self.size += lr.nbytes
+            while self.size > self.limit:
+                self.size -= self.entries.popitem(last=False)[1].nbytes
+
+
+_LR_MEMO = _LRMemo(limit=256 * 2**20)
+
+
 def make_lr(hr: np.ndarray, scale: int, convention: str = DEFAULT_RESIZE_CONVENTION) -> np.ndarray:
-    """The MATLAB-bicubic LR of uint8 ``hr`` after cropping it to a multiple of ``scale`` (uint8).
+    """The MATLAB-bicubic LR of uint8 ``hr`` after cropping it to a multiple of ``scale`` (uint8,
+    read-only: the same array is returned for the same image again, see :class:`_LRMemo`).
 
     ``convention`` is one of :data:`~eusr_perceptual.resize.RESIZE_CONVENTIONS`: ``"double"``
     (resize in double, round once, as BasicSR's ``generate_bicubic_img.m``; reproduces
     4PP-EUSR Table 2) or ``"uint8"`` (MATLAB's native uint8 ``imresize``, rounding after each
     pass); see :func:`~eusr_perceptual.resize.imresize_uint8`.
     """
-    height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
-    return imresize_uint8(hr[:height, :width], 1.0 / scale, convention)
+    hr = np.ascontiguousarray(hr)
+    key = (hashlib.blake2b(hr.data, digest_size=16).digest(), hr.shape, str(hr.dtype), int(scale), convention)
+    lr = _LR_MEMO.get(key)
+    if lr is None:
+        height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+        lr = imresize_uint8(hr[:height, :width], 1.0 / scale, convention)
+        lr.flags.writeable = False
+        _LR_MEMO.put(key, lr)
+    return lr

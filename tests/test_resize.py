@@ -273,3 +273,27 @@ def test_round_to_uint8_tf_matches_numpy():
     assert got.dtype == tf.uint8
     np.testing.assert_array_equal(got.numpy(), to_uint8_matlab(values))
     assert tf.round(tf.constant(2.5)).numpy() == 2.0  # why tf.round is not used
+
+
+
+def test_make_lr_resizes_each_image_once_and_returns_read_only_arrays(monkeypatch):
+    from eusr_perceptual import resize
+
+    monkeypatch.setattr(resize, "_LR_MEMO", resize._LRMemo(limit=2 * 8 * 9 * 3))  # two 8x9 LR images
+    calls = []
+    real = resize.imresize_uint8
+    monkeypatch.setattr(resize, "imresize_uint8", lambda *args: calls.append(args[1:]) or real(*args))
+    rng = np.random.default_rng(5)
+    first, second, third = (rng.integers(0, 256, (17, 18, 3), dtype=np.uint8) for _ in range(3))
+    lr = resize.make_lr(first, 2)
+    np.testing.assert_array_equal(lr, real(first[:16], 0.5))
+    assert not lr.flags.writeable and first.flags.writeable
+    assert resize.make_lr(first.copy(), 2) is lr and len(calls) == 1  # the same pixels: not resized again
+    assert not np.array_equal(resize.make_lr(second, 2), lr) and len(calls) == 2
+    assert resize.make_lr(first, 2) is lr and len(calls) == 2  # first is now the most recently used
+    resize.make_lr(third, 2)  # over the limit: second, the least recently used, is dropped
+    assert resize.make_lr(first, 2) is lr and len(calls) == 3
+    resize.make_lr(second, 2)
+    assert len(calls) == 4 and resize._LR_MEMO.size == 2 * 8 * 9 * 3
+    native = resize.make_lr(first, 2, "uint8")  # another convention: another key
+    assert calls[-1] == (0.5, "uint8") and native is not lr and len(calls) == 5
