@@ -8,22 +8,22 @@ import tensorflow as tf
 from eusr_perceptual.configs.presets import PRESETS
 from eusr_perceptual.pipelines import gan_run
 from eusr_perceptual.pipelines.study import study_config
-from eusr_perceptual.training.determinism import bit_exact_graphs, graph_optimizer_off as optimizer_off
+from eusr_perceptual.training.determinism import bit_exact_graphs, graph_optimizer_off
 from helpers import tiny_preset
 
 
 def test_bit_exact_graphs_switches_the_graph_optimizer_off_and_restores_the_setting():
-    assert not optimizer_off()
+    assert not graph_optimizer_off()
     with bit_exact_graphs():
-        assert optimizer_off()
-    assert not optimizer_off()
+        assert graph_optimizer_off()
+    assert not graph_optimizer_off()
     with bit_exact_graphs(enabled=False):
-        assert not optimizer_off()
+        assert not graph_optimizer_off()
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     try:
         with bit_exact_graphs():
-            assert optimizer_off()
-        assert optimizer_off()  # a setting the process had before is kept
+            assert graph_optimizer_off()
+        assert graph_optimizer_off()  # a setting the process had before is kept
     finally:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
 
@@ -33,7 +33,7 @@ def test_a_bit_exact_run_trains_with_the_graph_optimizer_off(tmp_path, monkeypat
     fit_run = gan_run.fit_run
 
     def recording_fit_run(*args, **kwargs):
-        seen.append(optimizer_off())
+        seen.append(graph_optimizer_off())
         return fit_run(*args, **kwargs)
 
     monkeypatch.setattr(gan_run, "fit_run", recording_fit_run)
@@ -41,7 +41,7 @@ def test_a_bit_exact_run_trains_with_the_graph_optimizer_off(tmp_path, monkeypat
     for bit_exact in (True, False):
         gan_run.run_gan(config.replace(bit_exact=bit_exact), tmp_path / str(bit_exact), export_dir=None,
                         eval_data=None, verbose=0)
-        assert not optimizer_off()
+        assert not graph_optimizer_off()
     assert seen == [True, False]
 
 
