@@ -55,11 +55,13 @@ def run_eager_ops_directly() -> None:
     each variable's handle (its name and shape): 380 -> 19 us. The suite builds thousands of
     variables and runs many steps eagerly: 944 -> 810 test-seconds, 495 -> 428 s back to back
     (test_presets.py 160 -> 112 s). Processes the tests start (the commands, the exports'
-    TF-only checks) keep TensorFlow's default."""
+    TF-only checks) keep TensorFlow's default. A TensorFlow without the option leaves the
+    default in place (the suite is slower; the test of ``test_suite_rules.py`` says so)."""
     from tensorflow.python import pywrap_tfe
 
-    set_option = pywrap_tfe.TFE_ContextOptionsSetRunEagerOpAsFunction
-    pywrap_tfe.TFE_ContextOptionsSetRunEagerOpAsFunction = lambda options, enable: set_option(options, False)
+    set_option = getattr(pywrap_tfe, "TFE_ContextOptionsSetRunEagerOpAsFunction", None)
+    if set_option is not None:
+        pywrap_tfe.TFE_ContextOptionsSetRunEagerOpAsFunction = lambda options, enable: set_option(options, False)
 
 
 def pytest_collection_finish(session):
