@@ -275,7 +275,6 @@ def test_round_to_uint8_tf_matches_numpy():
     assert tf.round(tf.constant(2.5)).numpy() == 2.0  # why tf.round is not used
 
 
-
 def test_make_lr_resizes_each_image_once_and_returns_read_only_arrays(monkeypatch):
     from eusr_perceptual import resize
 
